@@ -1,0 +1,225 @@
+//! Command line and environment: every setting has a flag and a variable.
+//!
+//! These structs only parse; [`crate::config`] validates them into settings
+//! the rest of the program can trust.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit::EXIT_CODES_HELP;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "garage-init",
+    version,
+    about = "Bootstrap a Garage 2.x object store: node layout, bucket, access key and grants, proven by a real S3 write.",
+    long_about = "Bootstrap a Garage 2.x object store: node layout, bucket, access key and grants, proven by a real S3 write.\n\n\
+        Without a subcommand, garage-init runs `apply`: it waits for Garage's admin API, converges the \
+        cluster to the wanted state, checks that the key can write to the bucket, and exits 0. Running it \
+        again changes nothing. It never deletes or overwrites a bucket, a key or a layout role.",
+    after_long_help = EXIT_CODES_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+
+    /// Output format of reports and logs. `json` writes one JSON object per line on stdout.
+    #[arg(long, env = "GARAGE_INIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Converge Garage to the wanted state and prove the key can write (the default).
+    #[command(after_long_help = EXIT_CODES_HELP)]
+    Apply(ApplyArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Settings of `apply`.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// URL of Garage's admin API.
+    #[arg(long, env = "GARAGE_INIT_ADMIN_URL", default_value = "http://garage:3903")]
+    pub admin_url: String,
+
+    /// URL of Garage's S3 API, used for the write check.
+    #[arg(long, env = "GARAGE_INIT_S3_URL", default_value = "http://garage:3900")]
+    pub s3_url: String,
+
+    #[command(flatten)]
+    pub token: AdminTokenArgs,
+
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+
+    /// Give up after this long, waiting included (e.g. 120s, 2m, 500ms).
+    #[arg(long, env = "GARAGE_INIT_DEADLINE", default_value = "120s", value_parser = parse_duration)]
+    pub deadline: Duration,
+}
+
+/// The admin token, inline or from a file.
+#[derive(Debug, Clone, Args)]
+pub struct AdminTokenArgs {
+    /// Garage's admin token (`admin_token` in garage.toml). Prefer the file form.
+    #[arg(long, env = "GARAGE_INIT_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// File holding the admin token; surrounding whitespace is trimmed.
+    #[arg(long, env = "GARAGE_INIT_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// The bucket and the access key that garage-init provides.
+#[derive(Debug, Clone, Args)]
+pub struct ResourceArgs {
+    /// Bucket to create (global alias).
+    #[arg(long, env = "GARAGE_INIT_BUCKET", default_value = "buildkit-cache")]
+    pub bucket: String,
+
+    /// Name given to the access key.
+    #[arg(long, env = "GARAGE_INIT_KEY_NAME", default_value = "buildkit-key")]
+    pub key_name: String,
+
+    /// Access key id: "GK" and 24 hex digits [default: the built-in development key]
+    #[arg(long, env = "GARAGE_INIT_ACCESS_KEY_ID", value_name = "ID")]
+    pub access_key_id: Option<String>,
+
+    /// Secret access key: 64 hex digits [default: the built-in development secret]
+    #[arg(
+        long,
+        env = "GARAGE_INIT_SECRET_ACCESS_KEY",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub secret_access_key: Option<String>,
+
+    /// File holding the secret access key; surrounding whitespace is trimmed.
+    #[arg(long, env = "GARAGE_INIT_SECRET_ACCESS_KEY_FILE", value_name = "PATH")]
+    pub secret_access_key_file: Option<PathBuf>,
+
+    /// S3 region, as `s3_api.s3_region` in garage.toml.
+    #[arg(long, env = "GARAGE_INIT_S3_REGION", default_value = "garage")]
+    pub s3_region: String,
+}
+
+/// The role given to nodes that have none.
+#[derive(Debug, Clone, Args)]
+pub struct LayoutArgs {
+    /// Zone of new layout roles.
+    #[arg(long, env = "GARAGE_INIT_ZONE", default_value = "dc1")]
+    pub zone: String,
+
+    /// Capacity of new layout roles, in bytes or with a unit (500GB, 1TiB)
+    /// [default: the node's data partition size as Garage reports it, else 1GB]
+    #[arg(long, env = "GARAGE_INIT_CAPACITY", value_name = "SIZE", value_parser = parse_size)]
+    pub capacity: Option<u64>,
+
+    /// Tags of new layout roles; repeat the flag, or separate with commas in the variable.
+    #[arg(long = "tag", env = "GARAGE_INIT_TAGS", value_name = "TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+}
+
+/// Parses `120`, `120s`, `2m`, `500ms`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: use a number with s, m, h or ms, e.g. 120s"))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => {
+            return Err(format!("unknown unit `{other}` in `{text}`: use s, m, h or ms"));
+        }
+    };
+    if d.is_zero() {
+        return Err("a duration of 0 leaves no time to do anything".into());
+    }
+    Ok(d)
+}
+
+/// Parses a size in bytes: `1000000000`, `500MB`, `1G`, `10GiB`, `1TB`.
+/// Garage refuses capacities under 1024 bytes, so they are refused here too.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{t}` is not a size: use bytes or a unit, e.g. 500GB or 1TiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in `{t}`: use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB"
+            ));
+        }
+    };
+    let bytes = n.checked_mul(mult).ok_or_else(|| format!("`{t}` is too large"))?;
+    if bytes < 1024 {
+        return Err(format!(
+            "`{t}` is under 1024 bytes, the smallest capacity Garage accepts"
+        ));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_with_and_without_units() {
+        assert_eq!(parse_duration("120").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration(" 1h ").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("parsecs"));
+    }
+
+    #[test]
+    fn sizes_decimal_and_binary() {
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("2048").unwrap(), 2048);
+        assert_eq!(parse_size("500mb").unwrap(), 500_000_000);
+        assert!(parse_size("100").unwrap_err().contains("1024"));
+        assert!(parse_size("99999999999TB").unwrap_err().contains("too large"));
+        assert!(parse_size("1XB").is_err());
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

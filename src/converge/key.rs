@@ -1,0 +1,175 @@
+//! The access key: imported with its fixed id and secret when Garage does not
+//! have it. A key with another secret, an expired key, or an id Garage burned
+//! by deleting it is a conflict: reported, never overwritten or deleted.
+
+use crate::admin::types::KeyInfo;
+use crate::config::KeyConfig;
+use crate::error::Error;
+use crate::report::{Outcome, Reporter};
+use crate::wait::Waiter;
+
+use super::Ctx;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum KeyPlan {
+    Import,
+    Rename { from: String },
+    Unchanged,
+    Conflict { message: String, hint: String },
+}
+
+pub fn plan_key(found: Option<&KeyInfo>, want: &KeyConfig) -> KeyPlan {
+    let Some(key) = found else {
+        return KeyPlan::Import;
+    };
+    let id = &want.id;
+    match &key.secret_access_key {
+        Some(secret) if secret == &want.secret => {}
+        _ => {
+            return KeyPlan::Conflict {
+                message: format!("access key {id} exists in Garage with a different secret"),
+                hint: format!(
+                    "garage-init never overwrites a key. Give the secret Garage holds \
+                     (--secret-access-key-file / GARAGE_INIT_SECRET_ACCESS_KEY_FILE), or choose a new \
+                     --access-key-id. Deleting the key (`garage key delete {id}`) retires its id for good."
+                ),
+            };
+        }
+    }
+    if key.expired {
+        return KeyPlan::Conflict {
+            message: format!("access key {id} exists in Garage but has expired"),
+            hint: format!(
+                "Lift the expiration with `garage key set {id} --never-expires`, then run garage-init again."
+            ),
+        };
+    }
+    if key.name != want.name {
+        return KeyPlan::Rename { from: key.name.clone() };
+    }
+    KeyPlan::Unchanged
+}
+
+fn deleted_id_conflict(id: &str) -> Error {
+    Error::Conflict {
+        message: format!("access key {id} was deleted from Garage, and Garage never accepts a deleted key id again"),
+        hint: "Choose a new id and secret (--access-key-id and --secret-access-key-file, or their \
+               GARAGE_INIT_ variables) and give them to the key's users; `garage-init env` prints them."
+            .into(),
+    }
+}
+
+pub async fn converge(ctx: &Ctx<'_>, want: &KeyConfig, reporter: &mut Reporter) -> Result<(), Error> {
+    let mut waiter = Waiter::new(&ctx.describe("access key"), ctx.progress);
+    // Set once ImportKey answered 409: the id exists, or existed.
+    let mut import_refused = false;
+    let mut imported = false;
+    loop {
+        let found = ctx
+            .read("access key", || ctx.client.key_info_with_secret(&want.id))
+            .await
+            .map_err(|e| ctx.fail(e))?;
+        let result = match plan_key(found.as_ref(), want) {
+            KeyPlan::Unchanged => {
+                let outcome = if imported { Outcome::Created } else { Outcome::Unchanged };
+                reporter.record("key", outcome, format!("{} ({})", want.id, want.name));
+                return Ok(());
+            }
+            KeyPlan::Conflict { message, hint } => return Err(Error::Conflict { message, hint }),
+            KeyPlan::Import if import_refused => return Err(deleted_id_conflict(&want.id)),
+            KeyPlan::Import => match ctx.client.import_key(&want.id, &want.secret, &want.name).await {
+                Ok(_) => {
+                    reporter.record("key", Outcome::Created, format!("{} ({})", want.id, want.name));
+                    return Ok(());
+                }
+                Err(e) if e.is_conflict() => {
+                    // A concurrent run imported it (the next read finds it), or it was deleted.
+                    import_refused = true;
+                    continue;
+                }
+                Err(e) => Err(e),
+            },
+            KeyPlan::Rename { from } => match ctx.client.rename_key(&want.id, &want.name).await {
+                Ok(_) => {
+                    reporter.record(
+                        "key",
+                        Outcome::Updated,
+                        format!("{}: renamed from \"{from}\" to \"{}\"", want.id, want.name),
+                    );
+                    return Ok(());
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Err(e) if e.is_transient() => {
+                // The import may have landed before the connection dropped: read again.
+                imported = imported || found.is_none();
+                waiter.pause(&e).await;
+            }
+            Err(e) => return Err(ctx.fail(e)),
+            Ok(()) => unreachable!("successful actions return above"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+
+    fn want() -> KeyConfig {
+        KeyConfig {
+            id: "GK6275696c646b69742d6b6579".into(),
+            secret: Secret::new("a".repeat(64)),
+            name: "buildkit-key".into(),
+        }
+    }
+
+    fn found(secret: &str, name: &str, expired: bool) -> KeyInfo {
+        KeyInfo {
+            access_key_id: want().id,
+            name: name.into(),
+            created: None,
+            expired,
+            secret_access_key: Some(Secret::new(secret)),
+        }
+    }
+
+    #[test]
+    fn missing_key_is_imported() {
+        assert_eq!(plan_key(None, &want()), KeyPlan::Import);
+    }
+
+    #[test]
+    fn same_secret_and_name_is_unchanged() {
+        assert_eq!(
+            plan_key(Some(&found(&"a".repeat(64), "buildkit-key", false)), &want()),
+            KeyPlan::Unchanged
+        );
+    }
+
+    #[test]
+    fn other_secret_is_a_conflict_that_does_not_print_either_secret() {
+        let plan = plan_key(Some(&found(&"b".repeat(64), "buildkit-key", false)), &want());
+        let KeyPlan::Conflict { message, hint } = plan else {
+            panic!("expected a conflict")
+        };
+        assert!(message.contains("different secret"));
+        for text in [&message, &hint] {
+            assert!(!text.contains(&"a".repeat(64)) && !text.contains(&"b".repeat(64)));
+        }
+    }
+
+    #[test]
+    fn expired_key_is_a_conflict() {
+        let plan = plan_key(Some(&found(&"a".repeat(64), "buildkit-key", true)), &want());
+        assert!(matches!(plan, KeyPlan::Conflict { message, .. } if message.contains("expired")));
+    }
+
+    #[test]
+    fn other_name_is_renamed() {
+        let plan = plan_key(Some(&found(&"a".repeat(64), "old", false)), &want());
+        assert_eq!(plan, KeyPlan::Rename { from: "old".into() });
+    }
+}

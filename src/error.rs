@@ -1,0 +1,147 @@
+//! The errors a run can end with, each with its exit code and a hint that
+//! names the next thing to try.
+
+use std::time::Duration;
+
+use crate::admin::AdminError;
+use crate::config::ConfigError;
+use crate::exit::Code;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+
+    #[error("Garage's admin API at {url} rejected the admin token ({status} {code})")]
+    Auth { url: String, status: u16, code: String },
+
+    #[error("gave up after {}: {waiting_for} was not ready; last error: {last}", secs(*.deadline))]
+    Deadline {
+        deadline: Duration,
+        waiting_for: String,
+        last: String,
+    },
+
+    #[error("{message}")]
+    Conflict { message: String, hint: String },
+
+    #[error("S3 check against {url} failed: {reason}")]
+    Verify { url: String, reason: String, hint: String },
+
+    #[error("layout: Garage refused the layout: {message}")]
+    Layout { message: String },
+
+    #[error("{0}")]
+    Admin(AdminError),
+
+    #[error("interrupted")]
+    Interrupted,
+}
+
+fn secs(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{:.1}s", d.as_secs_f64())
+    }
+}
+
+impl Error {
+    pub fn code(&self) -> Code {
+        match self {
+            Self::Config(_) => Code::Config,
+            Self::Auth { .. } => Code::Auth,
+            Self::Deadline { .. } => Code::Unreachable,
+            Self::Conflict { .. } => Code::Conflict,
+            Self::Verify { .. } => Code::Verify,
+            Self::Layout { .. } | Self::Admin(_) => Code::Failure,
+            Self::Interrupted => Code::Interrupted,
+        }
+    }
+
+    /// What to do next, in a sentence that names a command or a setting.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Config(_) => Some("Fix the setting and run again; see `garage-init --help`.".into()),
+            Self::Auth { .. } => Some(
+                "Compare the token (--admin-token, GARAGE_INIT_ADMIN_TOKEN or GARAGE_INIT_ADMIN_TOKEN_FILE) \
+                 with admin_token in Garage's config or its GARAGE_ADMIN_TOKEN variable."
+                    .into(),
+            ),
+            Self::Deadline { .. } => Some(
+                "Is Garage running and is the URL right? Check `docker compose ps garage` and \
+                 `docker compose logs garage`, or give more time with --deadline."
+                    .into(),
+            ),
+            Self::Conflict { hint, .. } | Self::Verify { hint, .. } => Some(hint.clone()),
+            Self::Layout { .. } => Some(
+                "Start every node of the cluster, or check replication_factor in garage.toml; \
+                 `garage status` inside the Garage container shows the layout."
+                    .into(),
+            ),
+            Self::Admin(_) | Self::Interrupted => None,
+        }
+    }
+
+    /// An admin error that reached the top of a step: authentication
+    /// failures get their own class, everything else is unexpected.
+    pub fn from_admin(e: AdminError, url: &url::Url) -> Self {
+        match e {
+            AdminError::Api { status, code, .. } if status == 403 => Self::Auth {
+                url: display_url(url),
+                status,
+                code,
+            },
+            other => Self::Admin(other),
+        }
+    }
+}
+
+/// `http://garage:3903` rather than `http://garage:3903/`.
+pub fn display_url(url: &url::Url) -> String {
+    url.as_str().trim_end_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_class_has_its_own_code() {
+        let url: url::Url = "http://garage:3903".parse().unwrap();
+        let auth = Error::from_admin(
+            AdminError::Api {
+                endpoint: "GetClusterStatus",
+                status: 403,
+                code: "AccessDenied".into(),
+                message: "x".into(),
+            },
+            &url,
+        );
+        assert_eq!(auth.code(), Code::Auth);
+        assert!(auth.to_string().contains("http://garage:3903 rejected"));
+        assert!(auth.hint().unwrap().contains("admin_token"));
+
+        let other = Error::from_admin(
+            AdminError::Api {
+                endpoint: "CreateBucket",
+                status: 400,
+                code: "InvalidRequest".into(),
+                message: "x".into(),
+            },
+            &url,
+        );
+        assert_eq!(other.code(), Code::Failure);
+
+        let deadline = Error::Deadline {
+            deadline: Duration::from_secs(3),
+            waiting_for: "Garage's admin API at http://garage:3903".into(),
+            last: "Connection refused".into(),
+        };
+        assert_eq!(deadline.code(), Code::Unreachable);
+        assert_eq!(
+            deadline.to_string(),
+            "gave up after 3s: Garage's admin API at http://garage:3903 was not ready; last error: Connection refused"
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! # garage-init
+//!
+//! Bootstraps a Garage 2.x object store over its admin API: node layout,
+//! bucket, access key and grants, then proves with a signed S3 write that the
+//! key works. Idempotent: a second run observes, finds nothing to do, and
+//! changes nothing.
+//!
+//! # Layout
+//!
+//! - [`cli`]: flags and environment variables (clap), parsed only.
+//! - [`config`]: validated settings; secrets from values or files; the
+//!   built-in development credentials.
+//! - [`admin`]: the admin API v2 client: typed requests, answers and errors.
+//! - [`converge`]: observe → plan → act for the layout, key, bucket and grant,
+//!   and the readiness waits between them.
+//! - [`s3check`]: the PUT/GET/DELETE proof through the S3 API.
+//! - [`wait`]: the overall deadline and the backoff between attempts.
+//! - [`report`]: one line per resource, text or JSON.
+//! - [`error`], [`exit`]: what can go wrong, and the exit code of each.
+//! - [`secret`]: a string that never prints.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod converge;
+pub mod error;
+pub mod exit;
+pub mod report;
+pub mod s3check;
+pub mod secret;
+pub mod wait;
+
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command, LogFormat};
+use crate::config::ApplyConfig;
+use crate::error::Error;
+use crate::exit::Code;
+use crate::report::Reporter;
+
+/// Runs the command line to completion and prints the outcome; returns the exit code.
+pub async fn run(cli: Cli) -> Code {
+    let format = cli.log_format;
+    let result = match cli.command {
+        None => apply(&cli.apply, format).await,
+        Some(Command::Apply(args)) => apply(&args, format).await,
+    };
+    match result {
+        Ok(()) => Code::Ok,
+        Err(e) => {
+            print_error(&e, format);
+            e.code()
+        }
+    }
+}
+
+async fn apply(args: &cli::ApplyArgs, format: LogFormat) -> Result<(), Error> {
+    let cfg = ApplyConfig::from_args(args)?;
+    let mut reporter = Reporter::new(format);
+    tokio::select! {
+        result = converge::apply(&cfg, &mut reporter) => result,
+        () = shutdown_signal() => Err(Error::Interrupted),
+    }
+}
+
+/// SIGINT or SIGTERM. As PID 1 in a container, a process that does not
+/// handle SIGTERM ignores it, and `docker compose down` would wait 10 s.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `Error: <what went wrong>` and a hint line, on stderr; or one JSON object on stdout.
+pub fn print_error(e: &Error, format: LogFormat) {
+    let hint = e.hint();
+    match format {
+        LogFormat::Text => {
+            eprintln!("Error: {e}");
+            if let Some(hint) = hint {
+                eprintln!("{hint}");
+            }
+        }
+        LogFormat::Json => tracing::error!(
+            target: report::TARGET,
+            exit_code = e.code().as_u8(),
+            hint = hint.as_deref().unwrap_or(""),
+            "{e}"
+        ),
+    }
+}
+
+/// Diagnostics follow `RUST_LOG` (default: info for garage-init, warnings
+/// from libraries); report lines are always on.
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("warn,garage_init=info"))
+        .add_directive(format!("{}=info", report::TARGET).parse().expect("static directive"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            builder
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+                .with_target(false)
+                .init();
+        }
+        LogFormat::Json => builder.json().flatten_event(true).with_writer(std::io::stdout).init(),
+    }
+}

@@ -1,0 +1,156 @@
+//! What a run tells its user: one line per resource, then a final line.
+//! Text goes to stdout for people; with `--log-format json` every line is a
+//! JSON object (through `tracing`, target `garage_init::report`).
+
+use std::fmt;
+use std::io::Write;
+use std::time::Duration;
+
+use crate::cli::LogFormat;
+
+/// The tracing target of report events. Logging setup always enables it, so
+/// that `RUST_LOG=warn` quiets diagnostics but never the report.
+pub const TARGET: &str = "garage_init::report";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Updated,
+    Unchanged,
+    /// For the S3 check: it ran and succeeded.
+    Passed,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Unchanged => "unchanged",
+            Self::Passed => "passed",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub resource: String,
+    pub outcome: Outcome,
+    pub detail: String,
+}
+
+#[derive(Debug)]
+pub struct Reporter {
+    format: LogFormat,
+    lines: Vec<Line>,
+}
+
+impl Reporter {
+    pub fn new(format: LogFormat) -> Self {
+        Self {
+            format,
+            lines: Vec::new(),
+        }
+    }
+
+    pub fn lines(&self) -> &[Line] {
+        &self.lines
+    }
+
+    /// Prints one resource's outcome as soon as it is known.
+    pub fn record(&mut self, resource: &str, outcome: Outcome, detail: impl Into<String>) {
+        let line = Line {
+            resource: resource.to_string(),
+            outcome,
+            detail: detail.into(),
+        };
+        match self.format {
+            LogFormat::Text => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(
+                    out,
+                    "{:<9} {:<10} {}",
+                    line.resource,
+                    line.outcome.to_string(),
+                    line.detail
+                );
+            }
+            LogFormat::Json => tracing::info!(
+                target: TARGET,
+                resource = %line.resource,
+                outcome = %line.outcome,
+                detail = %line.detail,
+                "{} {}", line.resource, line.outcome
+            ),
+        }
+        self.lines.push(line);
+    }
+
+    /// The closing line: how long, and what changed.
+    pub fn finish(&self, elapsed: Duration, requests: u32, mutations: u32) {
+        let count = |o: Outcome| self.lines.iter().filter(|l| l.outcome == o).count();
+        let (created, updated) = (count(Outcome::Created), count(Outcome::Updated));
+        let changes = if created + updated == 0 {
+            "nothing changed".to_string()
+        } else {
+            format!(
+                "{created} created, {updated} updated, {} unchanged",
+                count(Outcome::Unchanged)
+            )
+        };
+        let ms = elapsed.as_millis() as u64;
+        match self.format {
+            LogFormat::Text => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(
+                    out,
+                    "garage-init: converged in {ms} ms: {changes} ({requests} admin requests, {mutations} changing)"
+                );
+            }
+            LogFormat::Json => tracing::info!(
+                target: TARGET,
+                elapsed_ms = ms,
+                created,
+                updated,
+                unchanged = count(Outcome::Unchanged),
+                admin_requests = requests,
+                admin_mutations = mutations,
+                "converged"
+            ),
+        }
+    }
+}
+
+/// Bytes for people: `100.0 GB`, `1.0 GB`, `2048 B`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [(&str, u64); 4] = [
+        ("TB", 1_000_000_000_000),
+        ("GB", 1_000_000_000),
+        ("MB", 1_000_000),
+        ("KB", 1_000),
+    ];
+    for (unit, size) in UNITS {
+        if n >= size {
+            return format!("{:.1} {unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n} B")
+}
+
+/// The first 16 hex digits of a node or bucket id, as `garage status` shows them.
+pub fn short_id(id: &str) -> &str {
+    &id[..id.len().min(16)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_for_people() {
+        assert_eq!(human_bytes(1_000_000_000), "1.0 GB");
+        assert_eq!(human_bytes(250_790_436_864), "250.8 GB");
+        assert_eq!(human_bytes(2048), "2.0 KB");
+        assert_eq!(human_bytes(999), "999 B");
+    }
+}

@@ -1,0 +1,248 @@
+//! The proof: with the access key, PUT a small object through Garage's S3
+//! API, GET it back and compare the bytes, then DELETE it. Requests are
+//! signed with AWS SigV4 (presigned, path-style URLs from rusty-s3) and sent
+//! with the same plain-HTTP client as the admin calls.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use rusty_s3::actions::{DeleteObject, GetObject, PutObject};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use tokio::time::Instant;
+use url::Url;
+
+use crate::admin::{http_client, transport_reason};
+use crate::config::KeyConfig;
+use crate::error::{Error, display_url};
+use crate::wait::{Progress, Waiter};
+
+/// How long presigned URLs stay valid; each is used at once.
+const SIGNATURE_TTL: Duration = Duration::from_secs(300);
+/// S3 answers that can be a moment of propagation rather than a real
+/// failure (another node has not seen the new key or bucket yet) are
+/// retried for this long before they count.
+const PROPAGATION_GRACE: Duration = Duration::from_secs(15);
+const PROBE_BYTES: usize = 1024;
+
+/// One failed S3 request.
+#[derive(Debug)]
+enum Failure {
+    /// No HTTP answer: waited out until the deadline.
+    Transport(String),
+    /// An S3 error answer.
+    Status {
+        op: &'static str,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The GET returned other bytes than the PUT sent.
+    Mismatch { got: usize },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Transport(reason) => write!(f, "no answer: {reason}"),
+            Self::Status {
+                op,
+                status,
+                code,
+                message,
+            } if message.is_empty() => write!(f, "{op} answered {status} {code}"),
+            Self::Status {
+                op,
+                status,
+                code,
+                message,
+            } => write!(f, "{op} answered {status} {code}: {message}"),
+            Self::Mismatch { got } => {
+                write!(
+                    f,
+                    "GET returned {got} bytes that differ from the {PROBE_BYTES} bytes written"
+                )
+            }
+        }
+    }
+}
+
+impl Failure {
+    fn may_be_propagation(&self) -> bool {
+        match self {
+            Self::Transport(_) => true,
+            Self::Status { status, code, .. } => {
+                *status >= 500 || matches!(code.as_str(), "InvalidAccessKeyId" | "NoSuchBucket" | "AccessDenied")
+            }
+            Self::Mismatch { .. } => false,
+        }
+    }
+}
+
+/// What to check when S3 refuses the key.
+fn hint_for(code: &str) -> String {
+    match code {
+        "SignatureDoesNotMatch" | "AuthorizationHeaderMalformed" => {
+            "Check that --s3-region (GARAGE_INIT_S3_REGION) matches s3_api.s3_region in garage.toml, \
+             and that --s3-url points at Garage's S3 port."
+        }
+        "InvalidAccessKeyId" => {
+            "The S3 endpoint does not know the key: is --s3-url the same Garage cluster as --admin-url?"
+        }
+        "NoSuchBucket" => {
+            "The S3 endpoint does not know the bucket: is --s3-url the same Garage cluster as --admin-url?"
+        }
+        "AccessDenied" => "The key lacks a permission on the bucket; `garage bucket info <bucket>` shows its grants.",
+        _ => "Run `garage-init` again with RUST_LOG=debug, and check `docker compose logs garage`.",
+    }
+    .to_string()
+}
+
+/// Runs the PUT, GET, DELETE round trip; returns the report detail.
+pub async fn verify(
+    s3_url: &Url,
+    region: &str,
+    bucket_name: &str,
+    key: &KeyConfig,
+    progress: &Progress,
+) -> Result<String, Error> {
+    let url = display_url(s3_url);
+    let verify_error = |reason: String, hint: String| Error::Verify {
+        url: url.clone(),
+        reason,
+        hint,
+    };
+    let bucket = Bucket::new(
+        s3_url.clone(),
+        UrlStyle::Path,
+        bucket_name.to_string(),
+        region.to_string(),
+    )
+    .map_err(|e| verify_error(e.to_string(), hint_for("")))?;
+    let credentials = Credentials::new(key.id.clone(), key.secret.expose().to_string());
+    let http = http_client(HeaderMap::new()).map_err(|e| verify_error(e.to_string(), hint_for("")))?;
+
+    let object = format!("garage-init-probe/{:016x}", rand::random::<u64>());
+    let body: Vec<u8> = (0..PROBE_BYTES).map(|_| rand::random::<u8>()).collect();
+    let probe = Probe {
+        http: &http,
+        bucket: &bucket,
+        credentials: &credentials,
+        object: &object,
+    };
+
+    let mut waiter = Waiter::new(&format!("Garage's S3 API at {url}"), progress);
+    let started = Instant::now();
+    loop {
+        match probe.round_trip(&body).await {
+            Ok(()) => {
+                let ms = started.elapsed().as_millis();
+                return Ok(format!(
+                    "PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)",
+                    key.id
+                ));
+            }
+            // Waiting out a dead endpoint is the deadline's job.
+            Err(Failure::Transport(reason)) => waiter.pause(&reason).await,
+            Err(f) if f.may_be_propagation() && started.elapsed() < PROPAGATION_GRACE => waiter.pause(&f).await,
+            Err(f) => {
+                let code = match &f {
+                    Failure::Status { code, .. } => code.clone(),
+                    _ => String::new(),
+                };
+                return Err(verify_error(f.to_string(), hint_for(&code)));
+            }
+        }
+    }
+}
+
+struct Probe<'a> {
+    http: &'a reqwest::Client,
+    bucket: &'a Bucket,
+    credentials: &'a Credentials,
+    object: &'a str,
+}
+
+impl Probe<'_> {
+    async fn round_trip(&self, body: &[u8]) -> Result<(), Failure> {
+        let put = PutObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
+        self.send("PUT", self.http.put(put).body(body.to_vec())).await?;
+
+        let get = GetObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
+        let got = self.send("GET", self.http.get(get)).await?;
+        let matches = got.as_slice() == body;
+
+        // Clean up even when the bytes differ.
+        let delete = DeleteObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
+        self.send("DELETE", self.http.delete(delete)).await?;
+
+        if matches {
+            Ok(())
+        } else {
+            Err(Failure::Mismatch { got: got.len() })
+        }
+    }
+
+    async fn send(&self, op: &'static str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure::Transport(transport_reason(&e)))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::Transport(transport_reason(&e)))?;
+        tracing::debug!(op, status = status.as_u16(), "S3 request");
+        if status.is_success() || (op == "DELETE" && status == StatusCode::NO_CONTENT) {
+            return Ok(bytes.to_vec());
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        Err(Failure::Status {
+            op,
+            status: status.as_u16(),
+            code: xml_field(&text, "Code").unwrap_or_else(|| status.canonical_reason().unwrap_or("error").into()),
+            message: xml_field(&text, "Message").unwrap_or_default(),
+        })
+    }
+}
+
+/// The text of the first `<name>…</name>` element of an S3 error body.
+fn xml_field(xml: &str, name: &str) -> Option<String> {
+    let start = xml.find(&format!("<{name}>"))? + name.len() + 2;
+    let end = start + xml[start..].find(&format!("</{name}>"))?;
+    Some(xml[start..end].trim().chars().take(300).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_error_bodies_are_read() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>Forbidden: bad sig</Message></Error>";
+        assert_eq!(xml_field(body, "Code").as_deref(), Some("SignatureDoesNotMatch"));
+        assert_eq!(xml_field(body, "Message").as_deref(), Some("Forbidden: bad sig"));
+        assert_eq!(xml_field("not xml", "Code"), None);
+    }
+
+    #[test]
+    fn region_mismatch_points_at_the_region_setting() {
+        assert!(hint_for("AuthorizationHeaderMalformed").contains("--s3-region"));
+        assert!(hint_for("SignatureDoesNotMatch").contains("s3_region"));
+    }
+
+    #[test]
+    fn only_propagation_like_failures_are_retried() {
+        let status = |code: &str, status| Failure::Status {
+            op: "PUT",
+            status,
+            code: code.into(),
+            message: String::new(),
+        };
+        assert!(status("InvalidAccessKeyId", 403).may_be_propagation());
+        assert!(status("ServiceUnavailable", 503).may_be_propagation());
+        assert!(!status("SignatureDoesNotMatch", 403).may_be_propagation());
+        assert!(!Failure::Mismatch { got: 3 }.may_be_propagation());
+    }
+}
