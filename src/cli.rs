@@ -100,12 +100,7 @@ pub struct ResourceArgs {
     pub access_key_id: Option<String>,
 
     /// Secret access key: 64 hex digits [default: the built-in development secret]
-    #[arg(
-        long,
-        env = "GARAGE_INIT_SECRET_ACCESS_KEY",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
+    #[arg(long, env = "GARAGE_INIT_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true)]
     pub secret_access_key: Option<String>,
 
     /// File holding the secret access key; surrounding whitespace is trimmed.
@@ -163,9 +158,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{t}` is not a size: use bytes or a unit, e.g. 500GB or 1TiB"))?;
+    let n: u64 = digits.parse().map_err(|_| format!("`{t}` is not a size: use bytes or a unit, e.g. 500GB or 1TiB"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -177,16 +170,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         "tib" => 1 << 40,
         other => {
-            return Err(format!(
-                "unknown unit `{other}` in `{t}`: use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB"
-            ));
+            return Err(format!("unknown unit `{other}` in `{t}`: use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB"));
         }
     };
     let bytes = n.checked_mul(mult).ok_or_else(|| format!("`{t}` is too large"))?;
     if bytes < 1024 {
-        return Err(format!(
-            "`{t}` is under 1024 bytes, the smallest capacity Garage accepts"
-        ));
+        return Err(format!("`{t}` is under 1024 bytes, the smallest capacity Garage accepts"));
     }
     Ok(bytes)
 }

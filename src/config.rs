@@ -28,10 +28,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self {
-            setting: setting.into(),
-            problem: problem.into(),
-        }
+        Self { setting: setting.into(), problem: problem.into() }
     }
 }
 
@@ -76,16 +73,7 @@ impl ApplyConfig {
         let admin_token = admin_token(&args.token)?;
         let (bucket, key, region) = resources(&args.resources)?;
         let role = role_template(&args.layout)?;
-        Ok(Self {
-            admin_url,
-            s3_url,
-            admin_token,
-            bucket,
-            key,
-            region,
-            role,
-            deadline: args.deadline,
-        })
+        Ok(Self { admin_url, s3_url, admin_token, bucket, key, region, role, deadline: args.deadline })
     }
 }
 
@@ -95,12 +83,7 @@ pub fn resources(args: &ResourceArgs) -> Result<(String, KeyConfig, String), Con
     validate_bucket_name(&args.bucket).map_err(|p| ConfigError::new(&bucket_setting, p))?;
 
     let id_setting = setting("access-key-id", "GARAGE_INIT_ACCESS_KEY_ID");
-    let id = args
-        .access_key_id
-        .as_deref()
-        .unwrap_or(DEFAULT_ACCESS_KEY_ID)
-        .trim()
-        .to_string();
+    let id = args.access_key_id.as_deref().unwrap_or(DEFAULT_ACCESS_KEY_ID).trim().to_string();
     validate_access_key_id(&id).map_err(|p| ConfigError::new(&id_setting, p))?;
 
     let secret = one_of(
@@ -114,10 +97,7 @@ pub fn resources(args: &ResourceArgs) -> Result<(String, KeyConfig, String), Con
 
     let name = args.key_name.trim().to_string();
     if name.is_empty() {
-        return Err(ConfigError::new(
-            setting("key-name", "GARAGE_INIT_KEY_NAME"),
-            "must not be empty",
-        ));
+        return Err(ConfigError::new(setting("key-name", "GARAGE_INIT_KEY_NAME"), "must not be empty"));
     }
     let region = args.s3_region.trim().to_string();
     if region.is_empty() || region.chars().any(|c| c.is_whitespace() || c == '/') {
@@ -126,33 +106,17 @@ pub fn resources(args: &ResourceArgs) -> Result<(String, KeyConfig, String), Con
             "must be a non-empty word without spaces or slashes, as s3_region in garage.toml",
         ));
     }
-    Ok((
-        args.bucket.clone(),
-        KeyConfig {
-            id,
-            secret: secret.0,
-            name,
-        },
-        region,
-    ))
+    Ok((args.bucket.clone(), KeyConfig { id, secret: secret.0, name }, region))
 }
 
 /// Reads the admin token from its flag, variable or file.
 pub fn admin_token(args: &AdminTokenArgs) -> Result<Secret, ConfigError> {
     let inline = setting("admin-token", "GARAGE_INIT_ADMIN_TOKEN");
     let file = setting("admin-token-file", "GARAGE_INIT_ADMIN_TOKEN_FILE");
-    let (token, source) = one_of(
-        args.admin_token.as_deref(),
-        args.admin_token_file.as_deref(),
-        &inline,
-        &file,
-    )?
-    .ok_or_else(|| {
-        ConfigError::new(
-            &inline,
-            format!("no admin token given: set {inline} or {file} to Garage's admin_token"),
-        )
-    })?;
+    let (token, source) = one_of(args.admin_token.as_deref(), args.admin_token_file.as_deref(), &inline, &file)?
+        .ok_or_else(|| {
+            ConfigError::new(&inline, format!("no admin token given: set {inline} or {file} to Garage's admin_token"))
+        })?;
     validate_admin_token(token.expose()).map_err(|p| ConfigError::new(source, p))?;
     Ok(token)
 }
@@ -165,10 +129,9 @@ fn one_of(
     file_setting: &str,
 ) -> Result<Option<(Secret, String)>, ConfigError> {
     match (inline, file) {
-        (Some(_), Some(_)) => Err(ConfigError::new(
-            inline_setting,
-            format!("give either {inline_setting} or {file_setting}, not both"),
-        )),
+        (Some(_), Some(_)) => {
+            Err(ConfigError::new(inline_setting, format!("give either {inline_setting} or {file_setting}, not both")))
+        }
         (Some(v), None) => Ok(Some((Secret::new(v.trim()), inline_setting.to_string()))),
         (None, Some(path)) => Ok(Some((read_secret_file(path, file_setting)?, file_setting.to_string()))),
         (None, None) => Ok(None),
@@ -212,11 +175,7 @@ fn role_template(args: &LayoutArgs) -> Result<RoleTemplate, ConfigError> {
         validate_label(tag).map_err(|p| ConfigError::new(setting("tag", "GARAGE_INIT_TAGS"), p))?;
         tags.push(tag.to_string());
     }
-    Ok(RoleTemplate {
-        zone,
-        capacity: args.capacity,
-        tags,
-    })
+    Ok(RoleTemplate { zone, capacity: args.capacity, tags })
 }
 
 /// Zones and tags: short printable words.
@@ -234,11 +193,7 @@ pub fn validate_label(s: &str) -> Result<(), String> {
 /// runs from a scratch image with no CA bundle; Garage in compose speaks HTTP.
 pub fn parse_http_url(text: &str, setting: &str) -> Result<Url, ConfigError> {
     let text = text.trim();
-    let with_scheme = if text.contains("://") {
-        text.to_string()
-    } else {
-        format!("http://{text}")
-    };
+    let with_scheme = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
     let url = Url::parse(&with_scheme).map_err(|e| ConfigError::new(setting, format!("`{text}` is not a URL: {e}")))?;
     match url.scheme() {
         "http" => {}
@@ -251,26 +206,17 @@ pub fn parse_http_url(text: &str, setting: &str) -> Result<Url, ConfigError> {
             ));
         }
         other => {
-            return Err(ConfigError::new(
-                setting,
-                format!("`{text}` has scheme {other}; use http://"),
-            ));
+            return Err(ConfigError::new(setting, format!("`{text}` has scheme {other}; use http://")));
         }
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::new(setting, format!("`{text}` has no host")));
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::new(
-            setting,
-            "credentials in the URL are not supported; use the token settings",
-        ));
+        return Err(ConfigError::new(setting, "credentials in the URL are not supported; use the token settings"));
     }
     if url.query().is_some() || url.fragment().is_some() {
-        return Err(ConfigError::new(
-            setting,
-            format!("`{text}` must not have a query or fragment"),
-        ));
+        return Err(ConfigError::new(setting, format!("`{text}` must not have a query or fragment")));
     }
     Ok(url)
 }
@@ -278,20 +224,13 @@ pub fn parse_http_url(text: &str, setting: &str) -> Result<Url, ConfigError> {
 /// Garage's key id format: `GK` and 24 hex digits.
 pub fn validate_access_key_id(id: &str) -> Result<(), String> {
     let Some(hex) = id.strip_prefix("GK") else {
-        return Err(format!(
-            "`{id}` must start with GK (Garage key ids are GK and 24 hex digits)"
-        ));
+        return Err(format!("`{id}` must start with GK (Garage key ids are GK and 24 hex digits)"));
     };
     if hex.len() != 24 {
-        return Err(format!(
-            "`{id}` has {} characters; a Garage key id is GK and 24 hex digits (26 in all)",
-            id.len()
-        ));
+        return Err(format!("`{id}` has {} characters; a Garage key id is GK and 24 hex digits (26 in all)", id.len()));
     }
     if let Some(c) = hex.chars().find(|c| !c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "`{id}` contains `{c}`; after GK only hex digits 0-9, a-f are allowed"
-        ));
+        return Err(format!("`{id}` contains `{c}`; after GK only hex digits 0-9, a-f are allowed"));
     }
     Ok(())
 }
@@ -332,21 +271,14 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     if !(3..=63).contains(&n) {
         return Err(format!("`{name}` has {n} characters; bucket names have 3 to 63"));
     }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-'))
-    {
-        return Err(format!(
-            "`{name}` contains `{c}`; only lowercase letters, digits, `.` and `-` are allowed"
-        ));
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-')) {
+        return Err(format!("`{name}` contains `{c}`; only lowercase letters, digits, `.` and `-` are allowed"));
     }
     if name.starts_with(['.', '-']) || name.ends_with(['.', '-']) {
         return Err(format!("`{name}` must start and end with a letter or digit"));
     }
     if name.parse::<std::net::IpAddr>().is_ok() {
-        return Err(format!(
-            "`{name}` looks like an IP address, which S3 forbids as a bucket name"
-        ));
+        return Err(format!("`{name}` looks like an IP address, which S3 forbids as a bucket name"));
     }
     if name.ends_with("-s3alias") {
         return Err(format!("`{name}` ends with -s3alias, which Garage reserves"));
@@ -365,17 +297,9 @@ mod tests {
     fn key_ids() {
         assert!(validate_access_key_id(DEFAULT_ACCESS_KEY_ID).is_ok());
         assert!(validate_access_key_id("GK0123456789ABCDEF01234567").is_ok());
-        assert!(
-            validate_access_key_id("XK0123456789abcdef01234567")
-                .unwrap_err()
-                .contains("start with GK")
-        );
+        assert!(validate_access_key_id("XK0123456789abcdef01234567").unwrap_err().contains("start with GK"));
         assert!(validate_access_key_id("GK0123").unwrap_err().contains("26 in all"));
-        assert!(
-            validate_access_key_id("GK0123456789abcdef0123456z")
-                .unwrap_err()
-                .contains("`z`")
-        );
+        assert!(validate_access_key_id("GK0123456789abcdef0123456z").unwrap_err().contains("`z`"));
     }
 
     #[test]
@@ -421,20 +345,9 @@ mod tests {
     #[test]
     fn urls() {
         let s = "--admin-url (X)";
-        assert_eq!(
-            parse_http_url("http://garage:3903", s).unwrap().as_str(),
-            "http://garage:3903/"
-        );
-        assert_eq!(
-            parse_http_url("localhost:3903", s).unwrap().as_str(),
-            "http://localhost:3903/"
-        );
-        assert!(
-            parse_http_url("https://garage:3903", s)
-                .unwrap_err()
-                .problem
-                .contains("https")
-        );
+        assert_eq!(parse_http_url("http://garage:3903", s).unwrap().as_str(), "http://garage:3903/");
+        assert_eq!(parse_http_url("localhost:3903", s).unwrap().as_str(), "http://localhost:3903/");
+        assert!(parse_http_url("https://garage:3903", s).unwrap_err().problem.contains("https"));
         assert!(parse_http_url("ftp://garage", s).is_err());
         assert!(parse_http_url("http://u:p@garage:3903", s).is_err());
         assert!(parse_http_url("http://garage:3903/?x=1", s).is_err());
@@ -450,20 +363,10 @@ mod tests {
 
         let empty = dir.path().join("empty");
         std::fs::write(&empty, "\n \n").unwrap();
-        assert!(
-            read_secret_file(&empty, "--x")
-                .unwrap_err()
-                .problem
-                .contains("is empty")
-        );
+        assert!(read_secret_file(&empty, "--x").unwrap_err().problem.contains("is empty"));
 
         let missing = dir.path().join("missing");
-        assert!(
-            read_secret_file(&missing, "--x")
-                .unwrap_err()
-                .problem
-                .contains("cannot read")
-        );
+        assert!(read_secret_file(&missing, "--x").unwrap_err().problem.contains("cannot read"));
 
         let big = dir.path().join("big");
         std::fs::write(&big, vec![b'a'; 70_000]).unwrap();
@@ -472,15 +375,9 @@ mod tests {
 
     #[test]
     fn inline_and_file_together_is_an_error() {
-        let args = AdminTokenArgs {
-            admin_token: Some("t".into()),
-            admin_token_file: Some("/tmp/x".into()),
-        };
+        let args = AdminTokenArgs { admin_token: Some("t".into()), admin_token_file: Some("/tmp/x".into()) };
         assert!(admin_token(&args).unwrap_err().problem.contains("not both"));
-        let none = AdminTokenArgs {
-            admin_token: None,
-            admin_token_file: None,
-        };
+        let none = AdminTokenArgs { admin_token: None, admin_token_file: None };
         assert!(admin_token(&none).unwrap_err().problem.contains("no admin token"));
     }
 }

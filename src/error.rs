@@ -16,11 +16,7 @@ pub enum Error {
     Auth { url: String, status: u16, code: String },
 
     #[error("gave up after {}: {waiting_for} was not ready; last error: {last}", secs(*.deadline))]
-    Deadline {
-        deadline: Duration,
-        waiting_for: String,
-        last: String,
-    },
+    Deadline { deadline: Duration, waiting_for: String, last: String },
 
     #[error("{message}")]
     Conflict { message: String, hint: String },
@@ -39,11 +35,7 @@ pub enum Error {
 }
 
 fn secs(d: Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
+    if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{:.1}s", d.as_secs_f64()) }
 }
 
 impl Error {
@@ -87,11 +79,7 @@ impl Error {
     /// failures get their own class, everything else is unexpected.
     pub fn from_admin(e: AdminError, url: &url::Url) -> Self {
         match e {
-            AdminError::Api { status, code, .. } if status == 403 => Self::Auth {
-                url: display_url(url),
-                status,
-                code,
-            },
+            AdminError::Api { status, code, .. } if status == 403 => Self::Auth { url: display_url(url), status, code },
             other => Self::Admin(other),
         }
     }

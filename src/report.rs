@@ -32,11 +32,18 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// One resource's outcome: `bucket created buildkit-cache (id …)`.
 #[derive(Debug, Clone)]
 pub struct Line {
-    pub resource: String,
+    pub resource: &'static str,
     pub outcome: Outcome,
     pub detail: String,
+}
+
+impl Line {
+    pub fn new(resource: &'static str, outcome: Outcome, detail: impl Into<String>) -> Self {
+        Self { resource, outcome, detail: detail.into() }
+    }
 }
 
 #[derive(Debug)]
@@ -47,10 +54,7 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(format: LogFormat) -> Self {
-        Self {
-            format,
-            lines: Vec::new(),
-        }
+        Self { format, lines: Vec::new() }
     }
 
     pub fn lines(&self) -> &[Line] {
@@ -58,22 +62,11 @@ impl Reporter {
     }
 
     /// Prints one resource's outcome as soon as it is known.
-    pub fn record(&mut self, resource: &str, outcome: Outcome, detail: impl Into<String>) {
-        let line = Line {
-            resource: resource.to_string(),
-            outcome,
-            detail: detail.into(),
-        };
+    pub fn record(&mut self, line: Line) {
         match self.format {
             LogFormat::Text => {
                 let mut out = std::io::stdout().lock();
-                let _ = writeln!(
-                    out,
-                    "{:<9} {:<10} {}",
-                    line.resource,
-                    line.outcome.to_string(),
-                    line.detail
-                );
+                let _ = writeln!(out, "{:<9} {:<10} {}", line.resource, line.outcome.to_string(), line.detail);
             }
             LogFormat::Json => tracing::info!(
                 target: TARGET,
@@ -93,10 +86,7 @@ impl Reporter {
         let changes = if created + updated == 0 {
             "nothing changed".to_string()
         } else {
-            format!(
-                "{created} created, {updated} updated, {} unchanged",
-                count(Outcome::Unchanged)
-            )
+            format!("{created} created, {updated} updated, {} unchanged", count(Outcome::Unchanged))
         };
         let ms = elapsed.as_millis() as u64;
         match self.format {
@@ -123,12 +113,8 @@ impl Reporter {
 
 /// Bytes for people: `100.0 GB`, `1.0 GB`, `2048 B`.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [
-        ("TB", 1_000_000_000_000),
-        ("GB", 1_000_000_000),
-        ("MB", 1_000_000),
-        ("KB", 1_000),
-    ];
+    const UNITS: [(&str, u64); 4] =
+        [("TB", 1_000_000_000_000), ("GB", 1_000_000_000), ("MB", 1_000_000), ("KB", 1_000)];
     for (unit, size) in UNITS {
         if n >= size {
             return format!("{:.1} {unit}", n as f64 / size as f64);

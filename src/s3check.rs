@@ -31,12 +31,7 @@ enum Failure {
     /// No HTTP answer: waited out until the deadline.
     Transport(String),
     /// An S3 error answer.
-    Status {
-        op: &'static str,
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Status { op: &'static str, status: u16, code: String, message: String },
     /// The GET returned other bytes than the PUT sent.
     Mismatch { got: usize },
 }
@@ -45,23 +40,12 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Transport(reason) => write!(f, "no answer: {reason}"),
-            Self::Status {
-                op,
-                status,
-                code,
-                message,
-            } if message.is_empty() => write!(f, "{op} answered {status} {code}"),
-            Self::Status {
-                op,
-                status,
-                code,
-                message,
-            } => write!(f, "{op} answered {status} {code}: {message}"),
+            Self::Status { op, status, code, message } if message.is_empty() => {
+                write!(f, "{op} answered {status} {code}")
+            }
+            Self::Status { op, status, code, message } => write!(f, "{op} answered {status} {code}: {message}"),
             Self::Mismatch { got } => {
-                write!(
-                    f,
-                    "GET returned {got} bytes that differ from the {PROBE_BYTES} bytes written"
-                )
+                write!(f, "GET returned {got} bytes that differ from the {PROBE_BYTES} bytes written")
             }
         }
     }
@@ -107,29 +91,15 @@ pub async fn verify(
     progress: &Progress,
 ) -> Result<String, Error> {
     let url = display_url(s3_url);
-    let verify_error = |reason: String, hint: String| Error::Verify {
-        url: url.clone(),
-        reason,
-        hint,
-    };
-    let bucket = Bucket::new(
-        s3_url.clone(),
-        UrlStyle::Path,
-        bucket_name.to_string(),
-        region.to_string(),
-    )
-    .map_err(|e| verify_error(e.to_string(), hint_for("")))?;
+    let verify_error = |reason: String, hint: String| Error::Verify { url: url.clone(), reason, hint };
+    let bucket = Bucket::new(s3_url.clone(), UrlStyle::Path, bucket_name.to_string(), region.to_string())
+        .map_err(|e| verify_error(e.to_string(), hint_for("")))?;
     let credentials = Credentials::new(key.id.clone(), key.secret.expose().to_string());
     let http = http_client(HeaderMap::new()).map_err(|e| verify_error(e.to_string(), hint_for("")))?;
 
     let object = format!("garage-init-probe/{:016x}", rand::random::<u64>());
     let body: Vec<u8> = (0..PROBE_BYTES).map(|_| rand::random::<u8>()).collect();
-    let probe = Probe {
-        http: &http,
-        bucket: &bucket,
-        credentials: &credentials,
-        object: &object,
-    };
+    let probe = Probe { http: &http, bucket: &bucket, credentials: &credentials, object: &object };
 
     let mut waiter = Waiter::new(&format!("Garage's S3 API at {url}"), progress);
     let started = Instant::now();
@@ -137,10 +107,7 @@ pub async fn verify(
         match probe.round_trip(&body).await {
             Ok(()) => {
                 let ms = started.elapsed().as_millis();
-                return Ok(format!(
-                    "PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)",
-                    key.id
-                ));
+                return Ok(format!("PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)", key.id));
             }
             // Waiting out a dead endpoint is the deadline's job.
             Err(Failure::Transport(reason)) => waiter.pause(&reason).await,
@@ -176,23 +143,13 @@ impl Probe<'_> {
         let delete = DeleteObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
         self.send("DELETE", self.http.delete(delete)).await?;
 
-        if matches {
-            Ok(())
-        } else {
-            Err(Failure::Mismatch { got: got.len() })
-        }
+        if matches { Ok(()) } else { Err(Failure::Mismatch { got: got.len() }) }
     }
 
     async fn send(&self, op: &'static str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| Failure::Transport(transport_reason(&e)))?;
+        let response = request.send().await.map_err(|e| Failure::Transport(transport_reason(&e)))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Failure::Transport(transport_reason(&e)))?;
+        let bytes = response.bytes().await.map_err(|e| Failure::Transport(transport_reason(&e)))?;
         tracing::debug!(op, status = status.as_u16(), "S3 request");
         if status.is_success() || (op == "DELETE" && status == StatusCode::NO_CONTENT) {
             return Ok(bytes.to_vec());
@@ -234,12 +191,8 @@ mod tests {
 
     #[test]
     fn only_propagation_like_failures_are_retried() {
-        let status = |code: &str, status| Failure::Status {
-            op: "PUT",
-            status,
-            code: code.into(),
-            message: String::new(),
-        };
+        let status =
+            |code: &str, status| Failure::Status { op: "PUT", status, code: code.into(), message: String::new() };
         assert!(status("InvalidAccessKeyId", 403).may_be_propagation());
         assert!(status("ServiceUnavailable", 503).may_be_propagation());
         assert!(!status("SignatureDoesNotMatch", 403).may_be_propagation());

@@ -70,12 +70,7 @@ impl<'a> Waiter<'a> {
     /// Starts the step `what` (see [`Progress::step`]).
     pub fn new(what: &str, progress: &'a Progress) -> Self {
         progress.step(what);
-        Self {
-            progress,
-            delays: Box::new(delays()),
-            started: Instant::now(),
-            reported: None,
-        }
+        Self { progress, delays: Box::new(delays()), started: Instant::now(), reported: None }
     }
 
     /// Records why the last attempt did not succeed, logs it (at info once

@@ -28,12 +28,7 @@ pub enum AdminError {
     Transport { endpoint: &'static str, reason: String },
     /// Garage answered with an error body.
     #[error("{endpoint}: Garage answered {status} {code}: {message}")]
-    Api {
-        endpoint: &'static str,
-        status: u16,
-        code: String,
-        message: String,
-    },
+    Api { endpoint: &'static str, status: u16, code: String, message: String },
     /// Garage answered 200 with something that is not the expected JSON.
     #[error("{endpoint}: unexpected answer from Garage: {reason}")]
     Decode { endpoint: &'static str, reason: String },
@@ -82,7 +77,12 @@ pub struct AdminClient {
 }
 
 impl AdminClient {
-    pub fn new(base: Url, token: &Secret) -> Result<Self, AdminError> {
+    pub fn new(mut base: Url, token: &Secret) -> Result<Self, AdminError> {
+        // `join` replaces the last path segment unless the path ends with '/'.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
         let mut auth =
             HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| AdminError::Decode {
                 endpoint: "configuration",
@@ -96,12 +96,7 @@ impl AdminClient {
             endpoint: "configuration",
             reason: format!("cannot build the HTTP client: {e}"),
         })?;
-        Ok(Self {
-            http,
-            base,
-            mutations: AtomicU32::new(0),
-            requests: AtomicU32::new(0),
-        })
+        Ok(Self { http, base, mutations: AtomicU32::new(0), requests: AtomicU32::new(0) })
     }
 
     pub fn base_url(&self) -> &Url {
@@ -110,10 +105,7 @@ impl AdminClient {
 
     /// `(requests, mutating requests)` sent so far.
     pub fn counts(&self) -> (u32, u32) {
-        (
-            self.requests.load(Ordering::Relaxed),
-            self.mutations.load(Ordering::Relaxed),
-        )
+        (self.requests.load(Ordering::Relaxed), self.mutations.load(Ordering::Relaxed))
     }
 
     async fn call<T: DeserializeOwned>(
@@ -123,19 +115,13 @@ impl AdminClient {
         query: &[(&str, &str)],
         body: Option<&dyn ErasedSerialize>,
     ) -> Result<T, AdminError> {
-        let mut url = self
-            .base
-            .join(&format!("v2/{endpoint}"))
-            .expect("endpoint names are valid URL paths");
+        let mut url = self.base.join(&format!("v2/{endpoint}")).expect("endpoint names are valid URL paths");
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
         let mut request = self.http.request(method.clone(), url);
         if let Some(body) = body {
-            let json = body.to_json().map_err(|e| AdminError::Decode {
-                endpoint,
-                reason: e.to_string(),
-            })?;
+            let json = body.to_json().map_err(|e| AdminError::Decode { endpoint, reason: e.to_string() })?;
             request = request.header("content-type", "application/json").body(json);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -143,20 +129,13 @@ impl AdminClient {
             self.mutations.fetch_add(1, Ordering::Relaxed);
         }
         tracing::debug!(endpoint, "admin request");
-        let response = request.send().await.map_err(|e| AdminError::Transport {
-            endpoint,
-            reason: transport_reason(&e),
-        })?;
+        let response =
+            request.send().await.map_err(|e| AdminError::Transport { endpoint, reason: transport_reason(&e) })?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| AdminError::Transport {
-            endpoint,
-            reason: transport_reason(&e),
-        })?;
+        let bytes =
+            response.bytes().await.map_err(|e| AdminError::Transport { endpoint, reason: transport_reason(&e) })?;
         if status == StatusCode::OK {
-            return serde_json::from_slice(&bytes).map_err(|e| AdminError::Decode {
-                endpoint,
-                reason: e.to_string(),
-            });
+            return serde_json::from_slice(&bytes).map_err(|e| AdminError::Decode { endpoint, reason: e.to_string() });
         }
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(b) => (b.code, b.message),
@@ -166,12 +145,7 @@ impl AdminClient {
             ),
         };
         tracing::debug!(endpoint, status = status.as_u16(), %code, "admin error");
-        Err(AdminError::Api {
-            endpoint,
-            status: status.as_u16(),
-            code,
-            message,
-        })
+        Err(AdminError::Api { endpoint, status: status.as_u16(), code, message })
     }
 
     async fn get<T: DeserializeOwned>(&self, endpoint: &'static str, query: &[(&str, &str)]) -> Result<T, AdminError> {
@@ -197,13 +171,36 @@ impl AdminClient {
         self.get("GetClusterHealth", &[]).await
     }
 
+    /// `GET /health`, which needs no token (and so costs Garage no password
+    /// hash check): `Ok(None)` when the cluster has quorum, `Ok(Some(why))`
+    /// when it answers 503 "unavailable". It computes the same status as
+    /// `GetClusterHealth`; it is not usable before a layout exists.
+    pub async fn health(&self) -> Result<Option<String>, AdminError> {
+        let endpoint = "health";
+        let url = self.base.join("health").expect("valid path");
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| AdminError::Transport { endpoint, reason: transport_reason(&e) })?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        match status {
+            StatusCode::OK => Ok(None),
+            StatusCode::SERVICE_UNAVAILABLE => Ok(Some(text.lines().next().unwrap_or("unavailable").to_string())),
+            _ => Err(AdminError::Api { endpoint, status: status.as_u16(), code: String::new(), message: text }),
+        }
+    }
+
     /// The id of the node that answers at this URL.
     pub async fn own_node_id(&self) -> Result<String, AdminError> {
         let info: NodeInfoResponse = self.get("GetNodeInfo", &[("node", "self")]).await?;
-        info.success.into_keys().next().ok_or(AdminError::Decode {
-            endpoint: "GetNodeInfo",
-            reason: "the node did not report its own id".into(),
-        })
+        info.success
+            .into_keys()
+            .next()
+            .ok_or(AdminError::Decode { endpoint: "GetNodeInfo", reason: "the node did not report its own id".into() })
     }
 
     pub async fn connect_nodes(&self, peers: &[String]) -> Result<Vec<ConnectResult>, AdminError> {
@@ -221,9 +218,8 @@ impl AdminClient {
     }
 
     pub async fn apply_layout(&self, version: u64) -> Result<ClusterLayout, AdminError> {
-        let response: ApplyLayoutResponse = self
-            .post("ApplyClusterLayout", &[], &serde_json::json!({ "version": version }))
-            .await?;
+        let response: ApplyLayoutResponse =
+            self.post("ApplyClusterLayout", &[], &serde_json::json!({ "version": version })).await?;
         Ok(response.layout)
     }
 
@@ -235,11 +231,7 @@ impl AdminClient {
     }
 
     pub async fn import_key(&self, id: &str, secret: &Secret, name: &str) -> Result<KeyInfo, AdminError> {
-        let body = ImportKeyRequest {
-            access_key_id: id,
-            secret_access_key: secret.expose(),
-            name,
-        };
+        let body = ImportKeyRequest { access_key_id: id, secret_access_key: secret.expose(), name };
         self.post("ImportKey", &[], &body).await
     }
 
@@ -255,8 +247,7 @@ impl AdminClient {
     }
 
     pub async fn create_bucket(&self, alias: &str) -> Result<BucketInfo, AdminError> {
-        self.post("CreateBucket", &[], &CreateBucketRequest { global_alias: alias })
-            .await
+        self.post("CreateBucket", &[], &CreateBucketRequest { global_alias: alias }).await
     }
 
     pub async fn allow_bucket_key(
@@ -265,16 +256,7 @@ impl AdminClient {
         access_key_id: &str,
         permissions: Permissions,
     ) -> Result<BucketInfo, AdminError> {
-        self.post(
-            "AllowBucketKey",
-            &[],
-            &AllowBucketKeyRequest {
-                bucket_id,
-                access_key_id,
-                permissions,
-            },
-        )
-        .await
+        self.post("AllowBucketKey", &[], &AllowBucketKeyRequest { bucket_id, access_key_id, permissions }).await
     }
 }
 

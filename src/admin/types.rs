@@ -207,11 +207,7 @@ pub struct BucketInfo {
 
 impl BucketInfo {
     pub fn permissions_of(&self, access_key_id: &str) -> Permissions {
-        self.keys
-            .iter()
-            .find(|k| k.access_key_id == access_key_id)
-            .map(|k| k.permissions)
-            .unwrap_or_default()
+        self.keys.iter().find(|k| k.access_key_id == access_key_id).map(|k| k.permissions).unwrap_or_default()
     }
 }
 
@@ -234,19 +230,11 @@ pub struct Permissions {
 }
 
 impl Permissions {
-    pub const ALL: Self = Self {
-        read: true,
-        write: true,
-        owner: true,
-    };
+    pub const ALL: Self = Self { read: true, write: true, owner: true };
 
     /// Flags set in `self` and missing from `have`.
     pub fn missing_from(self, have: Self) -> Self {
-        Self {
-            read: self.read && !have.read,
-            write: self.write && !have.write,
-            owner: self.owner && !have.owner,
-        }
+        Self { read: self.read && !have.read, write: self.write && !have.write, owner: self.owner && !have.owner }
     }
 
     pub fn is_empty(self) -> bool {
@@ -259,11 +247,7 @@ impl Permissions {
             .into_iter()
             .filter_map(|(on, name)| on.then_some(name))
             .collect();
-        if names.is_empty() {
-            "none".into()
-        } else {
-            names.join(", ")
-        }
+        if names.is_empty() { "none".into() } else { names.join(", ") }
     }
 }
 
@@ -314,24 +298,14 @@ mod tests {
             layout.staged_change_for("aa"),
             Some(&StagedRoleChange::Assign {
                 id: "aa".into(),
-                role: Role {
-                    zone: "dc1".into(),
-                    tags: vec!["x".into()],
-                    capacity: Some(2048)
-                }
+                role: Role { zone: "dc1".into(), tags: vec!["x".into()], capacity: Some(2048) }
             })
         );
         assert!(
             matches!(layout.staged_change_for("bb"), Some(StagedRoleChange::Assign { role, .. }) if role.capacity.is_none())
         );
-        assert!(matches!(
-            layout.staged_change_for("cc"),
-            Some(StagedRoleChange::Remove { remove: true, .. })
-        ));
-        assert_eq!(
-            layout.staged_parameters.unwrap().zone_redundancy,
-            ZoneRedundancy::AtLeast(2)
-        );
+        assert!(matches!(layout.staged_change_for("cc"), Some(StagedRoleChange::Remove { remove: true, .. })));
+        assert_eq!(layout.staged_parameters.unwrap().zone_redundancy, ZoneRedundancy::AtLeast(2));
     }
 
     #[test]
@@ -339,11 +313,7 @@ mod tests {
         let req = UpdateLayoutRequest {
             roles: vec![StagedRoleChange::Assign {
                 id: "aa".into(),
-                role: Role {
-                    zone: "dc1".into(),
-                    tags: vec![],
-                    capacity: Some(1024),
-                },
+                role: Role { zone: "dc1".into(), tags: vec![], capacity: Some(1024) },
             }],
             parameters: None,
         };
@@ -355,20 +325,9 @@ mod tests {
 
     #[test]
     fn missing_permissions() {
-        let have = Permissions {
-            read: true,
-            write: false,
-            owner: true,
-        };
+        let have = Permissions { read: true, write: false, owner: true };
         let missing = Permissions::ALL.missing_from(have);
-        assert_eq!(
-            missing,
-            Permissions {
-                read: false,
-                write: true,
-                owner: false
-            }
-        );
+        assert_eq!(missing, Permissions { read: false, write: true, owner: false });
         assert_eq!(missing.describe(), "write");
         assert!(Permissions::ALL.missing_from(Permissions::ALL).is_empty());
         assert_eq!(Permissions::default().describe(), "none");

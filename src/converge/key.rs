@@ -5,7 +5,7 @@
 use crate::admin::types::KeyInfo;
 use crate::config::KeyConfig;
 use crate::error::Error;
-use crate::report::{Outcome, Reporter};
+use crate::report::{Line, Outcome};
 use crate::wait::Waiter;
 
 use super::Ctx;
@@ -59,57 +59,47 @@ fn deleted_id_conflict(id: &str) -> Error {
     }
 }
 
-pub async fn converge(ctx: &Ctx<'_>, want: &KeyConfig, reporter: &mut Reporter) -> Result<(), Error> {
+pub async fn converge(ctx: &Ctx<'_>, want: &KeyConfig) -> Result<Line, Error> {
     let mut waiter = Waiter::new(&ctx.describe("access key"), ctx.progress);
+    let label = format!("{} ({})", want.id, want.name);
     // Set once ImportKey answered 409: the id exists, or existed.
     let mut import_refused = false;
-    let mut imported = false;
+    // Set when an import was sent but its answer lost: it may have landed.
+    let mut import_sent = false;
     loop {
-        let found = ctx
-            .read("access key", || ctx.client.key_info_with_secret(&want.id))
-            .await
-            .map_err(|e| ctx.fail(e))?;
-        let result = match plan_key(found.as_ref(), want) {
+        let found =
+            ctx.read("access key", || ctx.client.key_info_with_secret(&want.id)).await.map_err(|e| ctx.fail(e))?;
+        let failed = match plan_key(found.as_ref(), want) {
             KeyPlan::Unchanged => {
-                let outcome = if imported { Outcome::Created } else { Outcome::Unchanged };
-                reporter.record("key", outcome, format!("{} ({})", want.id, want.name));
-                return Ok(());
+                let outcome = if import_sent { Outcome::Created } else { Outcome::Unchanged };
+                return Ok(Line::new("key", outcome, label));
             }
             KeyPlan::Conflict { message, hint } => return Err(Error::Conflict { message, hint }),
             KeyPlan::Import if import_refused => return Err(deleted_id_conflict(&want.id)),
             KeyPlan::Import => match ctx.client.import_key(&want.id, &want.secret, &want.name).await {
-                Ok(_) => {
-                    reporter.record("key", Outcome::Created, format!("{} ({})", want.id, want.name));
-                    return Ok(());
-                }
+                Ok(_) => return Ok(Line::new("key", Outcome::Created, label)),
                 Err(e) if e.is_conflict() => {
                     // A concurrent run imported it (the next read finds it), or it was deleted.
                     import_refused = true;
                     continue;
                 }
-                Err(e) => Err(e),
+                Err(e) => {
+                    import_sent = true;
+                    e
+                }
             },
             KeyPlan::Rename { from } => match ctx.client.rename_key(&want.id, &want.name).await {
                 Ok(_) => {
-                    reporter.record(
-                        "key",
-                        Outcome::Updated,
-                        format!("{}: renamed from \"{from}\" to \"{}\"", want.id, want.name),
-                    );
-                    return Ok(());
+                    let detail = format!("{}: renamed from \"{from}\" to \"{}\"", want.id, want.name);
+                    return Ok(Line::new("key", Outcome::Updated, detail));
                 }
-                Err(e) => Err(e),
+                Err(e) => e,
             },
         };
-        match result {
-            Err(e) if e.is_transient() => {
-                // The import may have landed before the connection dropped: read again.
-                imported = imported || found.is_none();
-                waiter.pause(&e).await;
-            }
-            Err(e) => return Err(ctx.fail(e)),
-            Ok(()) => unreachable!("successful actions return above"),
+        if !failed.is_transient() {
+            return Err(ctx.fail(failed));
         }
+        waiter.pause(&failed).await;
     }
 }
 
@@ -143,18 +133,13 @@ mod tests {
 
     #[test]
     fn same_secret_and_name_is_unchanged() {
-        assert_eq!(
-            plan_key(Some(&found(&"a".repeat(64), "buildkit-key", false)), &want()),
-            KeyPlan::Unchanged
-        );
+        assert_eq!(plan_key(Some(&found(&"a".repeat(64), "buildkit-key", false)), &want()), KeyPlan::Unchanged);
     }
 
     #[test]
     fn other_secret_is_a_conflict_that_does_not_print_either_secret() {
         let plan = plan_key(Some(&found(&"b".repeat(64), "buildkit-key", false)), &want());
-        let KeyPlan::Conflict { message, hint } = plan else {
-            panic!("expected a conflict")
-        };
+        let KeyPlan::Conflict { message, hint } = plan else { panic!("expected a conflict") };
         assert!(message.contains("different secret"));
         for text in [&message, &hint] {
             assert!(!text.contains(&"a".repeat(64)) && !text.contains(&"b".repeat(64)));

@@ -6,7 +6,7 @@ use crate::admin::AdminError;
 use crate::admin::types::{ClusterLayout, ClusterStatus, Role, StagedRoleChange, UpdateLayoutRequest};
 use crate::config::RoleTemplate;
 use crate::error::Error;
-use crate::report::{Outcome, Reporter, human_bytes, short_id};
+use crate::report::{Line, Outcome, human_bytes, short_id};
 use crate::wait::Waiter;
 
 use super::Ctx;
@@ -30,11 +30,7 @@ pub fn plan_new_roles(
             let capacity = template.capacity.or(reported).unwrap_or(FALLBACK_CAPACITY);
             StagedRoleChange::Assign {
                 id: n.id.clone(),
-                role: Role {
-                    zone: template.zone.clone(),
-                    tags: template.tags.clone(),
-                    capacity: Some(capacity),
-                },
+                role: Role { zone: template.zone.clone(), tags: template.tags.clone(), capacity: Some(capacity) },
             }
         })
         .collect()
@@ -48,90 +44,73 @@ pub fn describe_change(change: &StagedRoleChange) -> String {
                 Some(c) => format!("capacity {}", human_bytes(c)),
                 None => "gateway".to_string(),
             };
-            let tags = if role.tags.is_empty() {
-                String::new()
-            } else {
-                format!(", tags {}", role.tags.join(","))
-            };
+            let tags = if role.tags.is_empty() { String::new() } else { format!(", tags {}", role.tags.join(",")) };
             format!("node {}: zone {}, {what}{tags}", short_id(id), role.zone)
         }
         StagedRoleChange::Remove { id, .. } => format!("node {}: removed", short_id(id)),
     }
 }
 
-/// Converges the layout and returns the version this node must reach.
-pub async fn converge(ctx: &Ctx<'_>, template: &RoleTemplate, reporter: &mut Reporter) -> Result<u64, Error> {
+/// Converges the layout, starting from what [`super::ready::wait_for_admin`]
+/// observed; returns the resulting version and the report line.
+pub async fn converge(
+    ctx: &Ctx<'_>,
+    template: &RoleTemplate,
+    mut observed: (ClusterStatus, ClusterLayout),
+) -> Result<(u64, Line), Error> {
     let mut waiter = Waiter::new(&ctx.describe("cluster layout"), ctx.progress);
     loop {
-        let status = ctx
-            .read("Garage's admin API", || ctx.client.cluster_status())
-            .await
-            .map_err(|e| ctx.fail(e))?;
-        let layout = ctx
-            .read("cluster layout", || ctx.client.cluster_layout())
-            .await
-            .map_err(|e| ctx.fail(e))?;
+        let (status, layout) = observed;
         let new_roles = plan_new_roles(&status, &layout, template);
 
         if new_roles.is_empty() && !layout.has_staged_changes() {
-            let detail = format!("version {}, {} roles", layout.version, layout.roles.len());
-            reporter.record("layout", Outcome::Unchanged, detail);
-            return Ok(layout.version);
+            let n = layout.roles.len();
+            let detail = format!("version {}, {n} role{}", layout.version, if n == 1 { "" } else { "s" });
+            return Ok((layout.version, Line::new("layout", Outcome::Unchanged, detail)));
         }
 
         let adopted = layout.staged_role_changes.len() + usize::from(layout.staged_parameters.is_some());
-        let staged = if new_roles.is_empty() {
-            layout
+        let result = if new_roles.is_empty() {
+            Ok(layout)
         } else {
-            match ctx
-                .client
-                .update_layout(&UpdateLayoutRequest {
-                    roles: new_roles,
-                    parameters: None,
-                })
-                .await
-            {
-                Ok(l) => l,
-                Err(e) if e.is_transient() => {
-                    waiter.pause(&e).await;
-                    continue;
-                }
-                Err(e) => return Err(ctx.fail(e)),
-            }
+            ctx.client.update_layout(&UpdateLayoutRequest { roles: new_roles, parameters: None }).await
         };
-        if !staged.has_staged_changes() {
-            // Another run applied the same roles between our read and our write.
-            continue;
-        }
-
-        match ctx.client.apply_layout(staged.version + 1).await {
-            Ok(applied) => {
-                let changes: Vec<String> = staged.staged_role_changes.iter().map(describe_change).collect();
-                let mut detail = format!("version {}: {}", applied.version, changes.join("; "));
-                if staged.staged_parameters.is_some() {
-                    detail.push_str("; new layout parameters");
-                }
-                if adopted > 0 {
-                    detail.push_str(&format!(
-                        " ({adopted} change(s) left staged by an earlier run, adopted)"
-                    ));
-                }
-                let outcome = if staged.version == 0 {
-                    Outcome::Created
-                } else {
-                    Outcome::Updated
-                };
-                reporter.record("layout", outcome, detail);
-                return Ok(applied.version);
-            }
+        let result = match result {
+            // Empty when another run applied the same roles between our read and our write.
+            Ok(staged) if staged.has_staged_changes() => match ctx.client.apply_layout(staged.version + 1).await {
+                Ok(applied) => return Ok((applied.version, applied_line(&staged, applied.version, adopted))),
+                Err(e) => Err(e),
+            },
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => {}
             // Lost a race with a concurrent run, or Garage went away: look again.
             Err(e) if e.is_layout_version_race() || e.is_transient() => waiter.pause(&e).await,
-            Err(AdminError::Api {
-                status: 500, message, ..
-            }) => return Err(Error::Layout { message }),
+            Err(AdminError::Api { status: 500, message, .. }) => return Err(Error::Layout { message }),
             Err(e) => return Err(ctx.fail(e)),
         }
+        observed = ctx
+            .read("cluster layout", || async {
+                tokio::try_join!(ctx.client.cluster_status(), ctx.client.cluster_layout())
+            })
+            .await
+            .map_err(|e| ctx.fail(e))?;
     }
+}
+
+fn applied_line(staged: &ClusterLayout, version: u64, adopted: usize) -> Line {
+    let changes: Vec<String> = staged.staged_role_changes.iter().map(describe_change).collect();
+    let mut detail = format!("version {version}: {}", changes.join("; "));
+    if staged.staged_parameters.is_some() {
+        detail.push_str("; new layout parameters");
+    }
+    if adopted > 0 {
+        detail.push_str(&format!(" ({adopted} change(s) left staged by an earlier run, adopted)"));
+    }
+    let outcome = if staged.version == 0 { Outcome::Created } else { Outcome::Updated };
+    Line::new("layout", outcome, detail)
 }
 
 #[cfg(test)]
@@ -146,10 +125,7 @@ mod tests {
             addr: None,
             is_up: up,
             role: None,
-            data_partition: total.map(|t| Partition {
-                available: t / 2,
-                total: t,
-            }),
+            data_partition: total.map(|t| Partition { available: t / 2, total: t }),
         }
     }
 
@@ -160,34 +136,21 @@ mod tests {
                 .iter()
                 .map(|id| LayoutRole {
                     id: id.to_string(),
-                    role: Role {
-                        zone: "dc1".into(),
-                        tags: vec![],
-                        capacity: Some(5000),
-                    },
+                    role: Role { zone: "dc1".into(), tags: vec![], capacity: Some(5000) },
                 })
                 .collect(),
             staged_role_changes: staged,
             staged_parameters: None,
-            parameters: LayoutParameters {
-                zone_redundancy: ZoneRedundancy::Maximum,
-            },
+            parameters: LayoutParameters { zone_redundancy: ZoneRedundancy::Maximum },
         }
     }
 
     fn template(capacity: Option<u64>) -> RoleTemplate {
-        RoleTemplate {
-            zone: "dc1".into(),
-            capacity,
-            tags: vec![],
-        }
+        RoleTemplate { zone: "dc1".into(), capacity, tags: vec![] }
     }
 
     fn status(nodes: Vec<NodeStatus>) -> ClusterStatus {
-        ClusterStatus {
-            layout_version: 0,
-            nodes,
-        }
+        ClusterStatus { layout_version: 0, nodes }
     }
 
     #[test]
@@ -201,11 +164,7 @@ mod tests {
             plan,
             vec![StagedRoleChange::Assign {
                 id: "a".into(),
-                role: Role {
-                    zone: "dc1".into(),
-                    tags: vec![],
-                    capacity: Some(250_000_000_000)
-                }
+                role: Role { zone: "dc1".into(), tags: vec![], capacity: Some(250_000_000_000) }
             }]
         );
     }
@@ -235,11 +194,7 @@ mod tests {
         ]);
         let staged = vec![StagedRoleChange::Assign {
             id: "staged".into(),
-            role: Role {
-                zone: "other".into(),
-                tags: vec![],
-                capacity: Some(9999),
-            },
+            role: Role { zone: "other".into(), tags: vec![], capacity: Some(9999) },
         }];
         let plan = plan_new_roles(&s, &layout(&["has-role"], staged), &template(None));
         assert_eq!(plan.len(), 1);
@@ -258,24 +213,11 @@ mod tests {
     fn changes_read_like_garage_status() {
         let c = StagedRoleChange::Assign {
             id: "0123456789abcdef0123".into(),
-            role: Role {
-                zone: "dc1".into(),
-                tags: vec!["ssd".into()],
-                capacity: Some(1_000_000_000),
-            },
+            role: Role { zone: "dc1".into(), tags: vec!["ssd".into()], capacity: Some(1_000_000_000) },
         };
-        assert_eq!(
-            describe_change(&c),
-            "node 0123456789abcdef: zone dc1, capacity 1.0 GB, tags ssd"
-        );
-        let g = StagedRoleChange::Assign {
-            id: "ab".into(),
-            role: Role {
-                zone: "z".into(),
-                tags: vec![],
-                capacity: None,
-            },
-        };
+        assert_eq!(describe_change(&c), "node 0123456789abcdef: zone dc1, capacity 1.0 GB, tags ssd");
+        let g =
+            StagedRoleChange::Assign { id: "ab".into(), role: Role { zone: "z".into(), tags: vec![], capacity: None } };
         assert_eq!(describe_change(&g), "node ab: zone z, gateway");
     }
 }

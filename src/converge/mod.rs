@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use crate::admin::{AdminClient, AdminError};
 use crate::config::ApplyConfig;
 use crate::error::{Error, display_url};
-use crate::report::Reporter;
+use crate::report::{Line, Outcome, Reporter};
 use crate::s3check;
 use crate::wait::{Progress, Waiter};
 
@@ -59,20 +59,21 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
     let started = Instant::now();
     let progress = Progress::default();
     let client = AdminClient::new(cfg.admin_url.clone(), &cfg.admin_token).map_err(Error::Admin)?;
-    let ctx = Ctx {
-        client: &client,
-        progress: &progress,
-    };
+    let ctx = Ctx { client: &client, progress: &progress };
 
     let work = async {
-        ready::wait_for_admin(&ctx).await?;
-        let version = layout::converge(&ctx, &cfg.role, reporter).await?;
-        ready::wait_for_health(&ctx, version).await?;
-        key::converge(&ctx, &cfg.key, reporter).await?;
-        let bucket = bucket::converge(&ctx, &cfg.bucket, reporter).await?;
-        bucket::grant(&ctx, &bucket, &cfg.key.id, reporter).await?;
+        let observed = ready::wait_for_admin(&ctx).await?;
+        let (_version, layout_line) = layout::converge(&ctx, &cfg.role, observed).await?;
+        reporter.record(layout_line);
+        ready::wait_for_health(&ctx).await?;
+        // Independent of each other: read (and create) both at once.
+        let (key_line, (bucket, bucket_line)) =
+            tokio::try_join!(key::converge(&ctx, &cfg.key), bucket::converge(&ctx, &cfg.bucket))?;
+        reporter.record(key_line);
+        reporter.record(bucket_line);
+        reporter.record(bucket::grant(&ctx, &bucket, &cfg.key.id).await?);
         let detail = s3check::verify(&cfg.s3_url, &cfg.region, &cfg.bucket, &cfg.key, &progress).await?;
-        reporter.record("s3 check", crate::report::Outcome::Passed, detail);
+        reporter.record(Line::new("s3 check", Outcome::Passed, detail));
         Ok::<(), Error>(())
     };
     match tokio::time::timeout(cfg.deadline, work).await {

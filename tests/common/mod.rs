@@ -1,0 +1,353 @@
+//! Test harness: real `garage server` processes on free loopback ports, one
+//! temporary directory each, and helpers to run the garage-init binary and to
+//! talk to Garage independently of the code under test.
+//!
+//! The Garage binary comes from `GARAGE_BIN`, or from the cache that
+//! `scripts/test` fills: `$GARAGE_INIT_CACHE_DIR/garage-$GARAGE_VERSION/bin/garage`
+//! (defaults `/opt/garage-init-cache` and `2.1.0`).
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rusty_s3::actions::{DeleteObject, GetObject, PutObject};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const RPC_SECRET: &str = "4f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8";
+pub const REGION: &str = "garage";
+
+pub fn garage_version() -> String {
+    std::env::var("GARAGE_VERSION").unwrap_or_else(|_| "2.1.0".into())
+}
+
+pub fn garage_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("GARAGE_BIN") {
+        return PathBuf::from(bin);
+    }
+    let cache = std::env::var("GARAGE_INIT_CACHE_DIR").unwrap_or_else(|_| "/opt/garage-init-cache".into());
+    let bin = Path::new(&cache).join(format!("garage-{}", garage_version())).join("bin/garage");
+    assert!(
+        bin.exists(),
+        "Garage {} is not installed at {}: run scripts/test (it installs it), or set GARAGE_BIN",
+        garage_version(),
+        bin.display()
+    );
+    bin
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A random token, so that a test can search every output for it.
+pub fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+/// One Garage node: its config, its ports, its process when running.
+pub struct Garage {
+    pub dir: TempDir,
+    pub admin_port: u16,
+    pub s3_port: u16,
+    pub rpc_port: u16,
+    pub token: String,
+    pub replication_factor: u32,
+    child: Option<std::process::Child>,
+    http: reqwest::Client,
+}
+
+impl Garage {
+    /// A configured, not yet started node with replication factor 1.
+    pub fn new() -> Self {
+        Self::with_replication(1)
+    }
+
+    pub fn with_replication(replication_factor: u32) -> Self {
+        let g = Self {
+            dir: tempfile::Builder::new().prefix("garage-test-").tempdir().unwrap(),
+            admin_port: free_port(),
+            s3_port: free_port(),
+            rpc_port: free_port(),
+            token: format!("admin-{}", random_hex(16)),
+            replication_factor,
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        g.write_config();
+        g
+    }
+
+    fn write_config(&self) {
+        let d = self.dir.path().display();
+        let config = format!(
+            r#"metadata_dir = "{d}/meta"
+data_dir = "{d}/data"
+db_engine = "lmdb"
+replication_factor = {rf}
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "{RPC_SECRET}"
+
+[s3_api]
+api_bind_addr = "127.0.0.1:{s3}"
+s3_region = "{REGION}"
+
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+admin_token = "{token}"
+"#,
+            rf = self.replication_factor,
+            rpc = self.rpc_port,
+            s3 = self.s3_port,
+            admin = self.admin_port,
+            token = self.token,
+        );
+        std::fs::write(self.config_path(), config).unwrap();
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("garage.toml")
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    pub fn s3_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3_port)
+    }
+
+    /// Starts `garage server` and returns at once (the admin API answers ~100 ms later).
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("garage.log")).unwrap();
+        let child = std::process::Command::new(garage_bin())
+            .arg("-c")
+            .arg(self.config_path())
+            .arg("server")
+            .env("RUST_LOG", "garage=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start garage");
+        self.child = Some(child);
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
+    }
+
+    /// Starts Garage and waits until its admin API answers.
+    pub async fn started() -> Self {
+        let mut g = Self::new();
+        g.start();
+        g.wait_for_admin().await;
+        g
+    }
+
+    pub async fn wait_for_admin(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.get("GetClusterStatus").await.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "Garage did not answer in 20 s; log:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// An admin call made by the test itself: `Ok(json)` on 200, `Err((status, body))` otherwise.
+    pub async fn call(&self, method: &str, path_and_query: &str, body: Option<Value>) -> Result<Value, (u16, Value)> {
+        let url = format!("{}/v2/{path_and_query}", self.admin_url());
+        let req = match method {
+            "GET" => self.http.get(url),
+            _ => self.http.post(url).json(&body.unwrap_or(Value::Object(Default::default()))),
+        };
+        let resp = req
+            .bearer_auth(&self.token)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(|e| (0, Value::String(e.to_string())))?;
+        let status = resp.status().as_u16();
+        let json: Value = resp.json().await.unwrap_or(Value::Null);
+        if status == 200 { Ok(json) } else { Err((status, json)) }
+    }
+
+    pub async fn get(&self, path_and_query: &str) -> Result<Value, (u16, Value)> {
+        self.call("GET", path_and_query, None).await
+    }
+
+    pub async fn post(&self, path_and_query: &str, body: Value) -> Result<Value, (u16, Value)> {
+        self.call("POST", path_and_query, Some(body)).await
+    }
+
+    pub async fn node_id(&self) -> String {
+        let info = self.get("GetNodeInfo?node=self").await.unwrap();
+        info["success"].as_object().unwrap().keys().next().unwrap().clone()
+    }
+
+    /// Counts of admin requests by endpoint, from Garage's own Prometheus metrics.
+    pub async fn admin_request_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        let text = self.http.get(format!("{}/metrics", self.admin_url())).send().await.unwrap().text().await.unwrap();
+        let mut counts = std::collections::BTreeMap::new();
+        for line in text.lines().filter(|l| l.starts_with("api_admin_request_counter")) {
+            // Labelled by path: api_endpoint="/v2/GetClusterStatus".
+            let endpoint = line
+                .split("api_endpoint=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(|p| p.trim_start_matches("/v2/"))
+                .unwrap_or("");
+            let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            *counts.entry(endpoint.to_string()).or_default() += n as u64;
+        }
+        counts
+    }
+
+    /// Environment that points garage-init at this node.
+    pub fn init_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("GARAGE_INIT_ADMIN_URL".into(), self.admin_url()),
+            ("GARAGE_INIT_S3_URL".into(), self.s3_url()),
+            ("GARAGE_INIT_ADMIN_TOKEN".into(), self.token.clone()),
+            ("GARAGE_INIT_DEADLINE".into(), "60s".into()),
+        ]
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The admin endpoints that change Garage's state (every POST of the v2 API).
+pub const MUTATING_ENDPOINTS: &[&str] = &[
+    "UpdateClusterLayout",
+    "ApplyClusterLayout",
+    "RevertClusterLayout",
+    "ImportKey",
+    "CreateKey",
+    "UpdateKey",
+    "DeleteKey",
+    "CreateBucket",
+    "UpdateBucket",
+    "DeleteBucket",
+    "AllowBucketKey",
+    "DenyBucketKey",
+    "AddBucketAlias",
+    "RemoveBucketAlias",
+    "ConnectClusterNodes",
+];
+
+/// A finished garage-init run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn all_output(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// The outcome word of a resource's report line (`created`, `unchanged`, ...).
+    pub fn outcome(&self, resource: &str) -> Option<String> {
+        self.stdout.lines().find_map(|l| {
+            let rest = l.strip_prefix(resource)?;
+            rest.starts_with(' ').then(|| rest.split_whitespace().next().unwrap_or("").to_string())
+        })
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {} after {:?}\n--- stdout\n{}--- stderr\n{}", self.code, self.elapsed, self.stdout, self.stderr)
+    }
+}
+
+/// Runs garage-init with exactly `env` (nothing inherited) and `args`.
+pub async fn garage_init(env: &[(String, String)], args: &[&str]) -> Run {
+    let started = Instant::now();
+    let output: Output = tokio::process::Command::new(env!("CARGO_BIN_EXE_garage-init"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("run garage-init");
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// `env` with one variable added or replaced.
+pub fn with(env: &[(String, String)], key: &str, value: &str) -> Vec<(String, String)> {
+    let mut env: Vec<_> = env.iter().filter(|(k, _)| k != key).cloned().collect();
+    env.push((key.into(), value.into()));
+    env
+}
+
+/// The test's own S3 client: signs with rusty-s3 directly, not through garage-init.
+pub struct S3 {
+    bucket: Bucket,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+impl S3 {
+    pub fn new(endpoint: &str, bucket: &str, key_id: &str, secret: &str) -> Self {
+        Self {
+            bucket: Bucket::new(endpoint.parse().unwrap(), UrlStyle::Path, bucket.to_string(), REGION).unwrap(),
+            credentials: Credentials::new(key_id, secret),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// PUT, GET (compared) and DELETE of an object; `Err` with what failed.
+    pub async fn round_trip(&self, object: &str, body: &[u8]) -> Result<(), String> {
+        let ttl = Duration::from_secs(60);
+        let put = PutObject::new(&self.bucket, Some(&self.credentials), object).sign(ttl);
+        let r = self.http.put(put).body(body.to_vec()).send().await.map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("PUT {}: {}", r.status(), r.text().await.unwrap_or_default()));
+        }
+        let get = GetObject::new(&self.bucket, Some(&self.credentials), object).sign(ttl);
+        let r = self.http.get(get).send().await.map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("GET {}", r.status()));
+        }
+        if r.bytes().await.map_err(|e| e.to_string())?.as_ref() != body {
+            return Err("GET returned other bytes".into());
+        }
+        let del = DeleteObject::new(&self.bucket, Some(&self.credentials), object).sign(ttl);
+        let r = self.http.delete(del).send().await.map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("DELETE {}", r.status()));
+        }
+        Ok(())
+    }
+}
