@@ -30,7 +30,7 @@ pub struct Cli {
     pub apply: ApplyArgs,
 
     /// Output format of reports and logs. `json` writes one JSON object per line on stdout.
-    #[arg(long, env = "GARAGE_INIT_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, env = "GARAGE_INIT_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, global = true, hide_env_values = true)]
     pub log_format: LogFormat,
 }
 
@@ -51,11 +51,23 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct ApplyArgs {
     /// URL of Garage's admin API.
-    #[arg(long, env = "GARAGE_INIT_ADMIN_URL", default_value = "http://garage:3903")]
+    #[arg(
+        long,
+        env = "GARAGE_INIT_ADMIN_URL",
+        value_name = "URL",
+        default_value = "http://garage:3903",
+        hide_env_values = true
+    )]
     pub admin_url: String,
 
     /// URL of Garage's S3 API, used for the write check.
-    #[arg(long, env = "GARAGE_INIT_S3_URL", default_value = "http://garage:3900")]
+    #[arg(
+        long,
+        env = "GARAGE_INIT_S3_URL",
+        value_name = "URL",
+        default_value = "http://garage:3900",
+        hide_env_values = true
+    )]
     pub s3_url: String,
 
     #[command(flatten)]
@@ -68,7 +80,7 @@ pub struct ApplyArgs {
     pub layout: LayoutArgs,
 
     /// Give up after this long, waiting included (e.g. 120s, 2m, 500ms).
-    #[arg(long, env = "GARAGE_INIT_DEADLINE", default_value = "120s", value_parser = parse_duration)]
+    #[arg(long, env = "GARAGE_INIT_DEADLINE", value_name = "DURATION", default_value = "120s", value_parser = parse_duration, hide_env_values = true)]
     pub deadline: Duration,
 }
 
@@ -76,11 +88,11 @@ pub struct ApplyArgs {
 #[derive(Debug, Clone, Args)]
 pub struct AdminTokenArgs {
     /// Garage's admin token (`admin_token` in garage.toml). Prefer the file form.
-    #[arg(long, env = "GARAGE_INIT_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "GARAGE_INIT_ADMIN_TOKEN", value_name = "TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
     /// File holding the admin token; surrounding whitespace is trimmed.
-    #[arg(long, env = "GARAGE_INIT_ADMIN_TOKEN_FILE", value_name = "PATH")]
+    #[arg(long, env = "GARAGE_INIT_ADMIN_TOKEN_FILE", value_name = "PATH", hide_env_values = true)]
     pub admin_token_file: Option<PathBuf>,
 }
 
@@ -88,15 +100,27 @@ pub struct AdminTokenArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ResourceArgs {
     /// Bucket to create (global alias).
-    #[arg(long, env = "GARAGE_INIT_BUCKET", default_value = "buildkit-cache")]
+    #[arg(
+        long,
+        env = "GARAGE_INIT_BUCKET",
+        value_name = "NAME",
+        default_value = "buildkit-cache",
+        hide_env_values = true
+    )]
     pub bucket: String,
 
     /// Name given to the access key.
-    #[arg(long, env = "GARAGE_INIT_KEY_NAME", default_value = "buildkit-key")]
+    #[arg(
+        long,
+        env = "GARAGE_INIT_KEY_NAME",
+        value_name = "NAME",
+        default_value = "buildkit-key",
+        hide_env_values = true
+    )]
     pub key_name: String,
 
     /// Access key id: "GK" and 24 hex digits [default: the built-in development key]
-    #[arg(long, env = "GARAGE_INIT_ACCESS_KEY_ID", value_name = "ID")]
+    #[arg(long, env = "GARAGE_INIT_ACCESS_KEY_ID", value_name = "ID", hide_env_values = true)]
     pub access_key_id: Option<String>,
 
     /// Secret access key: 64 hex digits [default: the built-in development secret]
@@ -104,11 +128,17 @@ pub struct ResourceArgs {
     pub secret_access_key: Option<String>,
 
     /// File holding the secret access key; surrounding whitespace is trimmed.
-    #[arg(long, env = "GARAGE_INIT_SECRET_ACCESS_KEY_FILE", value_name = "PATH")]
+    #[arg(long, env = "GARAGE_INIT_SECRET_ACCESS_KEY_FILE", value_name = "PATH", hide_env_values = true)]
     pub secret_access_key_file: Option<PathBuf>,
 
     /// S3 region, as `s3_api.s3_region` in garage.toml.
-    #[arg(long, env = "GARAGE_INIT_S3_REGION", default_value = "garage")]
+    #[arg(
+        long,
+        env = "GARAGE_INIT_S3_REGION",
+        value_name = "REGION",
+        default_value = "garage",
+        hide_env_values = true
+    )]
     pub s3_region: String,
 }
 
@@ -116,16 +146,16 @@ pub struct ResourceArgs {
 #[derive(Debug, Clone, Args)]
 pub struct LayoutArgs {
     /// Zone of new layout roles.
-    #[arg(long, env = "GARAGE_INIT_ZONE", default_value = "dc1")]
+    #[arg(long, env = "GARAGE_INIT_ZONE", value_name = "ZONE", default_value = "dc1", hide_env_values = true)]
     pub zone: String,
 
     /// Capacity of new layout roles, in bytes or with a unit (500GB, 1TiB)
     /// [default: the node's data partition size as Garage reports it, else 1GB]
-    #[arg(long, env = "GARAGE_INIT_CAPACITY", value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, env = "GARAGE_INIT_CAPACITY", value_name = "SIZE", value_parser = parse_size, hide_env_values = true)]
     pub capacity: Option<u64>,
 
     /// Tags of new layout roles; repeat the flag, or separate with commas in the variable.
-    #[arg(long = "tag", env = "GARAGE_INIT_TAGS", value_name = "TAG", value_delimiter = ',')]
+    #[arg(long = "tag", env = "GARAGE_INIT_TAGS", value_name = "TAG", value_delimiter = ',', hide_env_values = true)]
     pub tags: Vec<String>,
 }
 

@@ -19,16 +19,22 @@ pub const DEFAULT_SECRET_ACCESS_KEY: &str = "8924bf9b411d72127bb0de5166f7b972ddf
 const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid {setting}: {problem}")]
+#[error("{} {setting}: {problem}", if *.missing { "missing" } else { "invalid" })]
 pub struct ConfigError {
     /// The flag and variable, e.g. `--bucket (GARAGE_INIT_BUCKET)`.
     pub setting: String,
     pub problem: String,
+    /// Not given at all, rather than given wrong.
+    pub missing: bool,
 }
 
 impl ConfigError {
     pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
-        Self { setting: setting.into(), problem: problem.into() }
+        Self { setting: setting.into(), problem: problem.into(), missing: false }
+    }
+
+    pub fn missing(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { missing: true, ..Self::new(setting, problem) }
     }
 }
 
@@ -114,9 +120,7 @@ pub fn admin_token(args: &AdminTokenArgs) -> Result<Secret, ConfigError> {
     let inline = setting("admin-token", "GARAGE_INIT_ADMIN_TOKEN");
     let file = setting("admin-token-file", "GARAGE_INIT_ADMIN_TOKEN_FILE");
     let (token, source) = one_of(args.admin_token.as_deref(), args.admin_token_file.as_deref(), &inline, &file)?
-        .ok_or_else(|| {
-            ConfigError::new(&inline, format!("no admin token given: set {inline} or {file} to Garage's admin_token"))
-        })?;
+        .ok_or_else(|| ConfigError::missing(&inline, format!("set it, or {file}, to Garage's admin_token")))?;
     validate_admin_token(token.expose()).map_err(|p| ConfigError::new(source, p))?;
     Ok(token)
 }
@@ -378,6 +382,7 @@ mod tests {
         let args = AdminTokenArgs { admin_token: Some("t".into()), admin_token_file: Some("/tmp/x".into()) };
         assert!(admin_token(&args).unwrap_err().problem.contains("not both"));
         let none = AdminTokenArgs { admin_token: None, admin_token_file: None };
-        assert!(admin_token(&none).unwrap_err().problem.contains("no admin token"));
+        let missing = admin_token(&none).unwrap_err();
+        assert!(missing.missing && missing.to_string().starts_with("missing --admin-token"), "{missing}");
     }
 }

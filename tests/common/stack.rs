@@ -1,0 +1,153 @@
+//! End-to-end harness: the repository's compose.yaml on the real Docker
+//! engine, one uniquely named compose project per test, always taken down
+//! (with its volumes) when the test ends, passed or failed.
+//!
+//! The images must exist locally (`scripts/test` builds them offline):
+//! `dxflrs/garage:v2.1.0`, `registry:2`, `garage-init:local`. The registry UI
+//! image cannot be had on machines without a registry, so these tests scale
+//! `registry-ui` to 0 and say so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub const KEY_ID: &str = "GK6275696c646b69742d6b6579";
+pub const SECRET: &str = "8924bf9b411d72127bb0de5166f7b972ddf07209fd327b11a9160efa5b8000b3";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Stack {
+    pub project: String,
+    /// Extra compose files (overrides), after compose.yaml.
+    overrides: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Done {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Done {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+fn done(out: Output) -> Done {
+    Done {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+impl Stack {
+    pub fn new(name: &str) -> Self {
+        let project = format!("gi-e2e-{name}-{}", super::random_hex(3)).replace('_', "-");
+        let stack = Self { project, overrides: Vec::new(), _dir: tempfile::tempdir().unwrap() };
+        // A previous crashed run of the same test cannot hold the ports: tests run one at a time
+        // and every stack is removed on drop.
+        eprintln!("e2e: compose project {} (registry-ui left out: its image is not available offline)", stack.project);
+        stack
+    }
+
+    /// Adds a compose override file with the given YAML.
+    pub fn with_override(mut self, yaml: &str) -> Self {
+        let path = self._dir.path().join(format!("override-{}.yaml", self.overrides.len()));
+        std::fs::write(&path, yaml).unwrap();
+        self.overrides.push(path);
+        self
+    }
+
+    pub fn compose(&self, args: &[&str]) -> Done {
+        let mut cmd = Command::new("docker");
+        cmd.current_dir(repo_root()).arg("compose").arg("-p").arg(&self.project);
+        cmd.arg("-f").arg(repo_root().join("compose.yaml"));
+        for o in &self.overrides {
+            cmd.arg("-f").arg(o);
+        }
+        done(cmd.args(args).output().expect("run docker compose"))
+    }
+
+    /// The documented up command, without the registry UI.
+    pub fn up(&self) -> Done {
+        self.compose(&["up", "-d", "--wait", "--pull", "never", "--scale", "registry-ui=0"])
+    }
+
+    pub fn logs(&self, service: &str) -> String {
+        let d = self.compose(&["logs", "--no-color", "--no-log-prefix", service]);
+        d.stdout + &d.stderr
+    }
+
+    /// `docker inspect` of the service's (first) container.
+    pub fn inspect(&self, service: &str) -> Value {
+        let id = self.compose(&["ps", "-a", "-q", service]).stdout.trim().lines().next().unwrap_or("").to_string();
+        assert!(!id.is_empty(), "no container for service {service}");
+        let out = Command::new("docker").args(["inspect", &id]).output().unwrap();
+        let all: Value = serde_json::from_slice(&out.stdout).unwrap();
+        all[0].clone()
+    }
+
+    pub fn down(&self, volumes: bool) -> Done {
+        let mut args = vec!["down", "--remove-orphans", "--timeout", "5"];
+        if volumes {
+            args.push("-v");
+        }
+        self.compose(&args)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let d = self.down(true);
+        if d.code != 0 {
+            eprintln!("e2e: cleanup of {} failed: {d:?}", self.project);
+        }
+    }
+}
+
+/// The independent S3 client (boto3, path-style, region `garage`) on the host.
+pub fn boto3(op: &str, object: &str) -> (i32, Value) {
+    let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| {
+        let cache = std::env::var("GARAGE_INIT_CACHE_DIR").unwrap_or_else(|_| "/opt/garage-init-cache".into());
+        format!("{cache}/venv/bin/python")
+    });
+    assert!(Path::new(&python).exists(), "{python} missing: run scripts/install-deps (it creates the boto3 venv)");
+    let out = Command::new(python)
+        .arg(repo_root().join("tests/support/s3_roundtrip.py"))
+        .args(["http://127.0.0.1:3900", "buildkit-cache", KEY_ID, SECRET, "garage", op, object])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
+        panic!("s3_roundtrip.py printed no JSON: {text}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().unwrap_or(-1), json)
+}
+
+/// The report lines of garage-init's last run: `resource -> outcome`.
+pub fn outcomes(log: &str) -> Vec<(String, String)> {
+    ["layout", "key", "bucket", "grant", "s3 check"]
+        .iter()
+        .filter_map(|r| {
+            let line = log.lines().rev().find(|l| l.starts_with(&format!("{r} ")))?;
+            let outcome = line[r.len()..].split_whitespace().next()?.to_string();
+            Some((r.to_string(), outcome))
+        })
+        .collect()
+}
+
+/// GET a JSON document from the host, outside any async test.
+pub fn get_json(url: &str) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let resp = reqwest::get(url).await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert!(resp.status().is_success(), "GET {url}: {}", resp.status());
+        resp.json().await.unwrap()
+    })
+}

@@ -1,0 +1,177 @@
+//! End-to-end: compose.yaml on the real Docker engine. Needs Docker and the
+//! local images, so these are `#[ignore]`d in a plain `cargo test`;
+//! `scripts/test` installs and builds everything, then runs them one at a
+//! time (they publish the stack's fixed ports).
+
+mod common;
+
+use std::process::Command;
+
+use common::stack::*;
+
+fn assert_up(stack: &Stack) {
+    let up = stack.up();
+    assert_eq!(up.code, 0, "up failed: {up:?}\ngarage-init log:\n{}", stack.logs("garage-init"));
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn up_wait_returns_a_ready_stack_that_buildkit_can_use() {
+    let stack = Stack::new("up");
+    assert_up(&stack);
+
+    let garage = stack.inspect("garage");
+    assert_eq!(garage["State"]["Health"]["Status"], "healthy", "{}", garage["State"]);
+    let init = stack.inspect("garage-init");
+    assert_eq!(init["State"]["Status"], "exited");
+    assert_eq!(init["State"]["ExitCode"], 0);
+    let log = stack.logs("garage-init");
+    for (resource, outcome) in outcomes(&log) {
+        let want = if resource == "s3 check" { "passed" } else { "created" };
+        assert_eq!(outcome, want, "{resource}: {log}");
+    }
+    assert_eq!(outcomes(&log).len(), 5, "{log}");
+
+    // As BuildKit's S3 cache would: boto3 on the host, path-style, region garage.
+    let (code, result) = boto3("roundtrip", "e2e/up");
+    assert_eq!(code, 0, "{result}");
+    assert_eq!(result["matches"], true, "{result}");
+    assert_eq!(result["deleted"], true, "{result}");
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn registry_takes_a_push_and_gives_it_back() {
+    let stack = Stack::new("registry");
+    assert_up(&stack);
+
+    let tag = format!("localhost:5050/e2e/{}:1", stack.project);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("hello.txt"), stack.project.as_bytes()).unwrap();
+    let import = Command::new("sh")
+        .arg("-c")
+        .arg(format!("tar -C {} -c hello.txt | docker import - {tag}", dir.path().display()))
+        .output()
+        .unwrap();
+    assert!(import.status.success(), "{}", String::from_utf8_lossy(&import.stderr));
+    let docker = |args: &[&str]| {
+        let out = Command::new("docker").args(args).output().unwrap();
+        assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    docker(&["push", &tag]);
+    docker(&["image", "rm", &tag]);
+    docker(&["pull", &tag]);
+    docker(&["image", "rm", &tag]);
+
+    let catalog = get_json("http://127.0.0.1:5050/v2/_catalog");
+    let repo = format!("e2e/{}", stack.project);
+    assert!(catalog["repositories"].as_array().unwrap().iter().any(|r| r == &repo), "{catalog}");
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn garage_init_run_again_changes_nothing() {
+    let stack = Stack::new("rerun");
+    assert_up(&stack);
+    let run = stack.compose(&["run", "--rm", "--no-deps", "garage-init"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let outcomes = outcomes(&run.stdout);
+    assert_eq!(outcomes.len(), 5, "{run:?}");
+    for (resource, outcome) in outcomes {
+        let want = if resource == "s3 check" { "passed" } else { "unchanged" };
+        assert_eq!(outcome, want, "{resource}: {run:?}");
+    }
+    assert!(run.stdout.contains("nothing changed (5 admin requests, 0 changing)"), "{run:?}");
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn dependent_service_starts_only_after_garage_init_succeeded() {
+    let stack = Stack::new("order");
+    assert_up(&stack);
+    let init = stack.inspect("garage-init");
+    let registry = stack.inspect("registry");
+    let finished = init["State"]["FinishedAt"].as_str().unwrap().to_string();
+    let started = registry["State"]["StartedAt"].as_str().unwrap().to_string();
+    // RFC 3339 timestamps of the same zone and precision compare as strings.
+    assert!(started > finished, "registry started at {started}, garage-init finished at {finished}");
+    let depends = &registry["Config"]["Labels"]["com.docker.compose.depends_on"];
+    assert!(
+        depends.as_str().unwrap_or("").contains("garage-init:service_completed_successfully"),
+        "registry's dependency label: {depends}"
+    );
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn down_keeps_the_data_and_down_v_starts_afresh() {
+    let stack = Stack::new("restart");
+    assert_up(&stack);
+    let (code, put) = boto3("put", "e2e/survives-down");
+    assert_eq!(code, 0, "{put}");
+
+    let down = stack.down(false);
+    assert_eq!(down.code, 0, "{down:?}");
+    assert_up(&stack);
+    let log = stack.logs("garage-init");
+    for (resource, outcome) in outcomes(&log) {
+        let want = if resource == "s3 check" { "passed" } else { "unchanged" };
+        assert_eq!(outcome, want, "after down/up, {resource}: {log}");
+    }
+    let (code, got) = boto3("get", "e2e/survives-down");
+    assert_eq!((code, &got["matches"]), (0, &serde_json::Value::Bool(true)), "{got}");
+
+    let down = stack.down(true);
+    assert_eq!(down.code, 0, "{down:?}");
+    assert_up(&stack);
+    let log = stack.logs("garage-init");
+    assert_eq!(outcomes(&log).iter().filter(|(_, o)| o == "created").count(), 4, "after down -v: {log}");
+    let (code, gone) = boto3("get", "e2e/survives-down");
+    assert_eq!(code, 1, "the object should be gone after down -v: {gone}");
+    assert!(gone["error"].as_str().unwrap_or("").contains("NoSuchKey"), "{gone}");
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn every_published_port_binds_to_loopback_only() {
+    // The file itself, registry-ui included.
+    let stack = Stack::new("ports");
+    let config = stack.compose(&["config", "--format", "json"]);
+    assert_eq!(config.code, 0, "{config:?}");
+    let config: serde_json::Value = serde_json::from_str(&config.stdout).unwrap();
+    let mut published = 0;
+    for (name, service) in config["services"].as_object().unwrap() {
+        for port in service["ports"].as_array().into_iter().flatten() {
+            assert_eq!(port["host_ip"], "127.0.0.1", "{name}: {port}");
+            published += 1;
+        }
+    }
+    assert_eq!(published, 5, "garage 3, registry 1, registry-ui 1");
+
+    // And what Docker actually bound.
+    assert_up(&stack);
+    for service in ["garage", "registry"] {
+        let ports = stack.inspect(service)["NetworkSettings"]["Ports"].clone();
+        for (port, bindings) in ports.as_object().unwrap() {
+            for b in bindings.as_array().into_iter().flatten() {
+                assert_eq!(b["HostIp"], "127.0.0.1", "{service} {port}: {b}");
+            }
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn wrong_admin_token_fails_up_with_garage_inits_auth_code() {
+    let stack = Stack::new("badtoken").with_override(
+        "services:\n  garage-init:\n    environment:\n      GARAGE_INIT_ADMIN_TOKEN: not-the-admin-token\n",
+    );
+    let up = stack.up();
+    assert_ne!(up.code, 0, "{up:?}");
+    let said = up.stdout.clone() + &up.stderr;
+    assert!(said.contains("garage-init") && said.contains("exit 4"), "{up:?}");
+    assert_eq!(stack.inspect("garage-init")["State"]["ExitCode"], 4);
+    let log = stack.logs("garage-init");
+    assert!(log.contains("Error: Garage's admin API at http://garage:3903 rejected the admin token"), "{log}");
+    assert!(!log.contains("not-the-admin-token") && !log.contains("garage-init-dev-admin-token"), "{log}");
+}
