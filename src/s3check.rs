@@ -2,6 +2,9 @@
 //! API, GET it back and compare the bytes, then DELETE it. Requests are
 //! signed with AWS SigV4 (presigned, path-style URLs from rusty-s3) and sent
 //! with the same plain-HTTP client as the admin calls.
+//!
+//! [`verify`] retries until the key works (apply's last step);
+//! [`probe_once`] makes a single attempt and returns why it failed (`check`).
 
 use std::time::Duration;
 
@@ -25,15 +28,17 @@ const SIGNATURE_TTL: Duration = Duration::from_secs(300);
 const PROPAGATION_GRACE: Duration = Duration::from_secs(15);
 const PROBE_BYTES: usize = 1024;
 
-/// One failed S3 request.
-#[derive(Debug)]
-enum Failure {
+/// Why one round trip failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
     /// No HTTP answer: waited out until the deadline.
     Transport(String),
     /// An S3 error answer.
     Status { op: &'static str, status: u16, code: String, message: String },
     /// The GET returned other bytes than the PUT sent.
     Mismatch { got: usize },
+    /// The request could not be built from the settings.
+    Setup(String),
 }
 
 impl std::fmt::Display for Failure {
@@ -47,18 +52,27 @@ impl std::fmt::Display for Failure {
             Self::Mismatch { got } => {
                 write!(f, "GET returned {got} bytes that differ from the {PROBE_BYTES} bytes written")
             }
+            Self::Setup(reason) => write!(f, "cannot build the S3 request: {reason}"),
         }
     }
 }
 
 impl Failure {
+    /// The S3 error code (`NoSuchBucket`, `AccessDenied`, ...), when S3 answered with one.
+    pub fn s3_code(&self) -> Option<&str> {
+        match self {
+            Self::Status { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
     fn may_be_propagation(&self) -> bool {
         match self {
             Self::Transport(_) => true,
             Self::Status { status, code, .. } => {
                 *status >= 500 || matches!(code.as_str(), "InvalidAccessKeyId" | "NoSuchBucket" | "AccessDenied")
             }
-            Self::Mismatch { .. } => false,
+            Self::Mismatch { .. } | Self::Setup(_) => false,
         }
     }
 }
@@ -82,6 +96,34 @@ fn hint_for(code: &str) -> String {
     .to_string()
 }
 
+/// One PUT, GET, DELETE round trip of a fresh probe object, without any
+/// retry: the single attempt `garage-init check` makes. Returns the object
+/// name and how long the round trip took.
+pub async fn probe_once(
+    http: &reqwest::Client,
+    s3_url: &Url,
+    region: &str,
+    bucket_name: &str,
+    key: &KeyConfig,
+) -> Result<(String, Duration), Failure> {
+    let bucket = Bucket::new(s3_url.clone(), UrlStyle::Path, bucket_name.to_string(), region.to_string())
+        .map_err(|e| Failure::Setup(e.to_string()))?;
+    let credentials = Credentials::new(key.id.clone(), key.secret.expose().to_string());
+    let object = probe_object_name();
+    let probe = Probe { http, bucket: &bucket, credentials: &credentials, object: &object };
+    let started = Instant::now();
+    probe.round_trip(&probe_body()).await?;
+    Ok((object, started.elapsed()))
+}
+
+fn probe_object_name() -> String {
+    format!("garage-init-probe/{:016x}", rand::random::<u64>())
+}
+
+fn probe_body() -> Vec<u8> {
+    (0..PROBE_BYTES).map(|_| rand::random::<u8>()).collect()
+}
+
 /// Runs the PUT, GET, DELETE round trip; returns the report detail.
 pub async fn verify(
     s3_url: &Url,
@@ -97,8 +139,8 @@ pub async fn verify(
     let credentials = Credentials::new(key.id.clone(), key.secret.expose().to_string());
     let http = http_client(HeaderMap::new()).map_err(|e| verify_error(e.to_string(), hint_for("")))?;
 
-    let object = format!("garage-init-probe/{:016x}", rand::random::<u64>());
-    let body: Vec<u8> = (0..PROBE_BYTES).map(|_| rand::random::<u8>()).collect();
+    let object = probe_object_name();
+    let body = probe_body();
     let probe = Probe { http: &http, bucket: &bucket, credentials: &credentials, object: &object };
 
     let mut waiter = Waiter::new(&format!("Garage's S3 API at {url}"), progress);
