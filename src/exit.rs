@@ -21,13 +21,53 @@ pub enum Code {
     Conflict = 5,
     /// The access key could not write, read back and delete an object through S3.
     Verify = 6,
+    /// `check`: Garage answers but is not initialized (no layout, bucket or key, or the key is refused).
+    NotInitialized = 7,
+    /// `status`: a service of the compose project is missing, stopped or unhealthy, or garage-init
+    /// has not exited 0.
+    NotReady = 8,
+    /// `status`: the Docker engine did not answer; the probes of `check` were reported instead.
+    DockerUnreachable = 9,
     /// Interrupted by SIGINT or SIGTERM.
     Interrupted = 130,
 }
 
 impl Code {
+    /// Every code, in table order.
+    pub const ALL: [Code; 11] = [
+        Code::Ok,
+        Code::Failure,
+        Code::Config,
+        Code::Unreachable,
+        Code::Auth,
+        Code::Conflict,
+        Code::Verify,
+        Code::NotInitialized,
+        Code::NotReady,
+        Code::DockerUnreachable,
+        Code::Interrupted,
+    ];
+
     pub fn as_u8(self) -> u8 {
         self as u8
+    }
+
+    /// The code a process exited with, if it is one of garage-init's.
+    pub fn from_exit_status(status: i64) -> Option<Code> {
+        Self::ALL.into_iter().find(|c| i64::from(c.as_u8()) == status)
+    }
+
+    /// What the code means, as the help table says it (without the number).
+    pub fn meaning(self) -> &'static str {
+        let number = self.as_u8().to_string();
+        EXIT_CODES_HELP
+            .lines()
+            .find_map(|line| {
+                let line = line.trim_start();
+                let rest = line.strip_prefix(number.as_str())?;
+                rest.starts_with(' ').then(|| rest.trim_start())
+            })
+            .unwrap_or("")
     }
 }
 
@@ -46,7 +86,34 @@ Exit codes:
   4    Garage rejected the admin token
   5    conflict: Garage holds a key or layout that garage-init will not overwrite
   6    S3 check failed: the key could not write, read back and delete an object
+  7    check: Garage answers but is not initialized (layout, bucket or key missing, or the key is refused)
+  8    status: a service is missing, stopped or unhealthy, or garage-init has not exited 0
+  9    status: Docker did not answer; the network probes of `check` were reported instead
   130  interrupted (SIGINT or SIGTERM)";
+
+/// `garage-init check`.
+pub const CHECK_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    ready: the registry answers, and the key can write to the bucket
+  1    other failure: an unexpected answer (is the address a registry, is it Garage's S3 port?)
+  2    invalid input (flag, variable or file); nothing was sent
+  3    the registry or Garage is not reachable (start them: docker compose up -d)
+  7    Garage answers but is not initialized (run: docker compose run --rm garage-init)";
+
+/// `garage-init env`.
+pub const ENV_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    printed
+  2    invalid input (flag, variable or file); nothing was printed";
+
+/// `garage-init status`.
+pub const STATUS_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    every service runs (healthy, where it has a healthcheck) and garage-init exited 0
+  2    invalid input (flag, variable or file)
+  8    not ready: no containers, a service stopped, restarting or unhealthy, or garage-init
+       still running or exited non-zero
+  9    Docker did not answer; the network probes of `check` were reported instead";
 
 #[cfg(test)]
 mod tests {
@@ -62,6 +129,9 @@ mod tests {
             (Code::Auth, "admin token"),
             (Code::Conflict, "conflict"),
             (Code::Verify, "S3 check failed"),
+            (Code::NotInitialized, "not initialized"),
+            (Code::NotReady, "status"),
+            (Code::DockerUnreachable, "Docker did not answer"),
             (Code::Interrupted, "interrupted"),
         ] {
             let line = EXIT_CODES_HELP
@@ -69,6 +139,40 @@ mod tests {
                 .find(|l| l.trim_start().starts_with(&format!("{} ", code.as_u8())))
                 .unwrap_or_else(|| panic!("no help line for exit code {}", code.as_u8()));
             assert!(line.contains(word), "help line `{line}` should mention `{word}`");
+        }
+    }
+
+    #[test]
+    fn every_code_has_a_meaning_and_the_table_no_other_code() {
+        for code in Code::ALL {
+            assert!(!code.meaning().is_empty(), "exit code {} has no line in EXIT_CODES_HELP", code.as_u8());
+            assert_eq!(Code::from_exit_status(i64::from(code.as_u8())), Some(code));
+        }
+        let numbered = EXIT_CODES_HELP.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()));
+        assert_eq!(numbered.count(), Code::ALL.len());
+        assert_eq!(Code::Auth.meaning(), "Garage rejected the admin token");
+        assert_eq!(Code::from_exit_status(42), None);
+        assert_eq!(Code::from_exit_status(-1), None);
+    }
+
+    #[test]
+    fn command_tables_agree_with_the_main_table() {
+        // Each command's table lists a subset of the codes, and only codes that exist.
+        for table in [CHECK_EXIT_CODES_HELP, ENV_EXIT_CODES_HELP, STATUS_EXIT_CODES_HELP] {
+            for line in table.lines().skip(1) {
+                let Some(number) = line.split_whitespace().next().and_then(|n| n.parse::<i64>().ok()) else {
+                    continue; // a continuation line
+                };
+                assert!(Code::from_exit_status(number).is_some(), "unknown exit code in `{line}`");
+            }
+        }
+        for (table, code) in [
+            (CHECK_EXIT_CODES_HELP, Code::Unreachable),
+            (CHECK_EXIT_CODES_HELP, Code::NotInitialized),
+            (STATUS_EXIT_CODES_HELP, Code::NotReady),
+            (STATUS_EXIT_CODES_HELP, Code::DockerUnreachable),
+        ] {
+            assert!(table.lines().any(|l| l.trim_start().starts_with(&format!("{} ", code.as_u8()))));
         }
     }
 }
