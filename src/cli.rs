@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::exit::EXIT_CODES_HELP;
+use crate::exit::{CHECK_EXIT_CODES_HELP, ENV_EXIT_CODES_HELP, EXIT_CODES_HELP, STATUS_EXIT_CODES_HELP};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +39,37 @@ pub enum Command {
     /// Converge Garage to the wanted state and prove the key can write (the default).
     #[command(after_long_help = EXIT_CODES_HELP)]
     Apply(ApplyArgs),
+
+    /// From the host: check that the registry and Garage answer and that the key can write to the bucket.
+    #[command(
+        long_about = "From the host: check that the registry answers GET /v2/, that Garage answers on its S3 port, \
+            and that the access key can write, read back and delete an object in the bucket (a signed S3 \
+            round trip). Garage's unauthenticated /health on the admin port explains a missing layout.\n\n\
+            Each unreachable service gets its own `Error: ... not reachable at ...` block on stderr. With \
+            --wait, the probes repeat until everything is ready or the time is up.",
+        after_long_help = CHECK_EXIT_CODES_HELP
+    )]
+    Check(CheckArgs),
+
+    /// Print the connection settings a consumer needs: registry, S3 endpoint, region, bucket, key and secret.
+    #[command(
+        long_about = "Print the connection settings a consumer needs: the registry address and Garage's S3 endpoint \
+            as seen from the host, the region, the bucket, the access key id and its secret. They come from the \
+            same settings and defaults as `apply`, so the consumer and the initialization cannot disagree.\n\n\
+            This is the one command that prints the secret.",
+        after_long_help = ENV_EXIT_CODES_HELP
+    )]
+    Env(EnvArgs),
+
+    /// Show the compose project's containers: state, health, exit code; why garage-init failed.
+    #[command(
+        long_about = "Show the compose project's containers through the Docker Engine API (DOCKER_HOST is honoured): \
+            state, health and exit code of each service. For a garage-init container that exited non-zero: \
+            its exit code, what it means, and its last log lines. When Docker does not answer, the network \
+            probes of `check` are reported instead.",
+        after_long_help = STATUS_EXIT_CODES_HELP
+    )]
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -157,6 +188,123 @@ pub struct LayoutArgs {
     /// Tags of new layout roles; repeat the flag, or separate with commas in the variable.
     #[arg(long = "tag", env = "GARAGE_INIT_TAGS", value_name = "TAG", value_delimiter = ',', hide_env_values = true)]
     pub tags: Vec<String>,
+}
+
+/// Where the services are as seen from the host. Deliberately other settings
+/// than `apply`'s container-side `--admin-url` and `--s3-url`.
+#[derive(Debug, Clone, Args)]
+pub struct HostEndpointArgs {
+    /// The registry's address on the host: host:port (or an http:// URL).
+    #[arg(
+        long,
+        env = "GARAGE_INIT_REGISTRY",
+        value_name = "ADDR",
+        default_value = "localhost:5050",
+        hide_env_values = true
+    )]
+    pub registry: String,
+
+    /// Garage's S3 endpoint as seen from the host.
+    #[arg(
+        long,
+        env = "GARAGE_INIT_S3_ENDPOINT",
+        value_name = "URL",
+        default_value = "http://localhost:3900",
+        hide_env_values = true
+    )]
+    pub s3_endpoint: String,
+}
+
+/// What `check` probes, and `status` when Docker does not answer.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub endpoints: HostEndpointArgs,
+
+    /// Garage's admin API as seen from the host; only its unauthenticated /health is read.
+    #[arg(
+        long,
+        env = "GARAGE_INIT_ADMIN_ENDPOINT",
+        value_name = "URL",
+        default_value = "http://localhost:3903",
+        hide_env_values = true
+    )]
+    pub admin_endpoint: String,
+
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+}
+
+/// Settings of `check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+
+    /// Repeat the probes until everything is ready or this much time has passed (seconds, or 2m, 500ms).
+    #[arg(long, env = "GARAGE_INIT_WAIT", value_name = "SECONDS", value_parser = parse_duration, hide_env_values = true)]
+    pub wait: Option<Duration>,
+
+    /// `text` for people; `json`: one object on stdout with every probe and the exit code.
+    #[arg(long, env = "GARAGE_INIT_CHECK_FORMAT", value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text, hide_env_values = true)]
+    pub format: OutputFormat,
+}
+
+/// Settings of `env`.
+#[derive(Debug, Clone, Args)]
+pub struct EnvArgs {
+    #[command(flatten)]
+    pub endpoints: HostEndpointArgs,
+
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+
+    /// `shell`: export lines; `dotenv`: KEY=value lines; `json`: one object; `buildkit`: the
+    /// --export-cache and --import-cache options of BuildKit's S3 cache.
+    #[arg(long, env = "GARAGE_INIT_ENV_FORMAT", value_name = "FORMAT", value_enum, default_value_t = EnvFormat::Shell, hide_env_values = true)]
+    pub format: EnvFormat,
+
+    /// Name of the cache in the bucket (BuildKit's `name=`), for the `buildkit` and `json` formats.
+    #[arg(
+        long,
+        env = "GARAGE_INIT_CACHE_NAME",
+        value_name = "NAME",
+        default_value = "buildkit",
+        hide_env_values = true
+    )]
+    pub cache_name: String,
+}
+
+/// Settings of `status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Compose project name [default: the current directory's name, normalised as Compose does]
+    #[arg(short = 'p', long, env = "COMPOSE_PROJECT_NAME", value_name = "NAME", hide_env_values = true)]
+    pub project: Option<String>,
+
+    /// Probes used when Docker does not answer.
+    #[command(flatten)]
+    pub probes: ProbeArgs,
+
+    /// `text`: a table for people; `json`: one object on stdout.
+    #[arg(long, env = "GARAGE_INIT_STATUS_FORMAT", value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text, hide_env_values = true)]
+    pub format: OutputFormat,
+}
+
+/// Output of `check` and `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+/// Output of `env`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvFormat {
+    Shell,
+    Dotenv,
+    Json,
+    Buildkit,
 }
 
 /// Parses `120`, `120s`, `2m`, `500ms`, `1h`.

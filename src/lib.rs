@@ -14,6 +14,9 @@
 //! - [`converge`]: observe → plan → act for the layout, key, bucket and grant,
 //!   and the readiness waits between them.
 //! - [`s3check`]: the PUT/GET/DELETE proof through the S3 API.
+//! - [`host`]: the host-side commands for the stack's consumers: `check`
+//!   (are the registry and Garage up and initialized), `env` (connection
+//!   settings), `status` (the compose project's containers, via Docker).
 //! - [`wait`]: the overall deadline and the backoff between attempts.
 //! - [`report`]: one line per resource, text or JSON.
 //! - [`error`], [`exit`]: what can go wrong, and the exit code of each.
@@ -25,6 +28,7 @@ pub mod config;
 pub mod converge;
 pub mod error;
 pub mod exit;
+pub mod host;
 pub mod report;
 pub mod s3check;
 pub mod secret;
@@ -44,6 +48,9 @@ pub async fn run(cli: Cli) -> Code {
     let result = match cli.command {
         None => apply(&cli.apply, format).await,
         Some(Command::Apply(args)) => apply(&args, format).await,
+        Some(Command::Check(args)) => return host::check::run(&args, format).await,
+        Some(Command::Env(args)) => return host::env::run(&args, format),
+        Some(Command::Status(args)) => return host::status::run(&args, format).await,
     };
     match result {
         Ok(()) => Code::Ok,

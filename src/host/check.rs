@@ -1,0 +1,476 @@
+//! `garage-init check`: from the host, is the stack usable?
+//!
+//! Three probes, run concurrently:
+//! - the registry: `GET /v2/` answers (200, or 401 from a registry with auth);
+//! - Garage: with the access key, a signed PUT, GET and DELETE of a probe
+//!   object in the bucket, which is what BuildKit's cache needs (write);
+//! - Garage's admin port: the unauthenticated `/health`, which answers 503
+//!   until a layout exists. It only explains a failed Garage probe; it never
+//!   decides the exit code alone (a host may not publish the admin port).
+//!
+//! A service that does not answer is "unreachable" (exit 3); a Garage that
+//! answers but lacks the layout, bucket or key, or refuses the key, is "not
+//! initialized" (exit 7).
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::admin::transport_reason;
+use crate::cli::{CheckArgs, LogFormat, OutputFormat};
+use crate::error::Error;
+use crate::exit::Code;
+use crate::host::{ProbeConfig, print_json};
+use crate::s3check::{Failure, probe_once};
+use crate::wait::{Progress, Waiter};
+
+/// How long one probe request may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The shortest time given to a probe, even when `--wait` has run out.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(500);
+
+/// The hint of an unreachable service, word for word the design's.
+pub const START_HINT: &str = "Run 'docker compose up -d' to start infrastructure services.";
+/// The hint of a Garage that is not initialized.
+pub const INIT_HINT: &str = "Run 'docker compose run --rm garage-init' to initialize it.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Ready,
+    /// No HTTP answer: refused, reset, timed out, name not resolved.
+    Unreachable,
+    /// Garage answers, but without the layout, bucket or key the stack needs.
+    NotInitialized,
+    /// An answer that makes no sense for this service.
+    Failed,
+}
+
+impl State {
+    fn word(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Unreachable => "unreachable",
+            Self::NotInitialized => "not initialized",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn json(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Unreachable => "unreachable",
+            Self::NotInitialized => "not_initialized",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// One service's result.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub address: String,
+    pub state: State,
+    /// What was seen: `GET /v2/ answered 200`, `Connection refused`, ...
+    pub detail: String,
+    /// For `Failed`: what to check.
+    pub hint: Option<String>,
+}
+
+impl Probe {
+    fn new(address: &str, state: State, detail: impl Into<String>) -> Self {
+        Self { address: address.to_string(), state, detail: detail.into(), hint: None }
+    }
+
+    fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn to_json(&self) -> Value {
+        json!({ "address": self.address, "state": self.state.json(), "detail": self.detail })
+    }
+}
+
+/// What one round of probes found.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub registry: Probe,
+    pub garage: Probe,
+    pub admin: Probe,
+    pub bucket: String,
+    pub access_key_id: String,
+}
+
+/// An error block: `Error: <message>` and a line that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub message: String,
+    pub hint: String,
+}
+
+impl Report {
+    /// Unreachable before not initialized before anything else: start the
+    /// services first, then initialize them.
+    pub fn code(&self) -> Code {
+        let states = [self.registry.state, self.garage.state];
+        if states.contains(&State::Unreachable) {
+            Code::Unreachable
+        } else if states.contains(&State::NotInitialized) {
+            Code::NotInitialized
+        } else if states.contains(&State::Failed) {
+            Code::Failure
+        } else {
+            Code::Ok
+        }
+    }
+
+    /// One block per service that is not ready, the registry first.
+    pub fn problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for (name, probe) in [("Registry", &self.registry), ("Garage", &self.garage)] {
+            let (message, hint) = match probe.state {
+                State::Ready => continue,
+                State::Unreachable => (format!("{name} not reachable at {}", probe.address), START_HINT.to_string()),
+                State::NotInitialized => {
+                    (format!("{name} at {} is not initialized: {}", probe.address, probe.detail), INIT_HINT.to_string())
+                }
+                State::Failed => (
+                    format!("{name} at {}: {}", probe.address, probe.detail),
+                    probe.hint.clone().unwrap_or_else(|| format!("Is {} the {name}'s address?", probe.address)),
+                ),
+            };
+            problems.push(Problem { message, hint });
+        }
+        problems
+    }
+
+    /// One line for the wait's progress messages.
+    fn summary(&self) -> String {
+        [("registry", &self.registry), ("garage", &self.garage)]
+            .iter()
+            .filter(|(_, p)| p.state != State::Ready)
+            .map(|(name, p)| format!("{name} {}: {}", p.state.word(), p.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// `registry  ready  localhost:5050: GET /v2/ answered 200`, one line per service.
+    pub fn text_lines(&self) -> Vec<String> {
+        [("registry", &self.registry), ("garage", &self.garage), ("admin", &self.admin)]
+            .iter()
+            .map(|(name, p)| format!("{name:<9} {:<16} {}: {}", p.state.word(), p.address, p.detail))
+            .collect()
+    }
+
+    pub fn to_json(&self) -> Value {
+        let code = self.code();
+        let mut garage = self.garage.to_json();
+        garage["bucket"] = json!(self.bucket);
+        garage["access_key_id"] = json!(self.access_key_id);
+        let mut admin = self.admin.to_json();
+        // Only explains the Garage probe; never decides the exit code.
+        admin["required"] = json!(false);
+        json!({
+            "ready": code == Code::Ok,
+            "exit_code": code.as_u8(),
+            "services": { "registry": self.registry.to_json(), "garage": garage, "admin": admin },
+            "errors": self.problems().iter().map(|p| json!({ "message": p.message, "hint": p.hint })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Probe lines (text) or the JSON object on stdout, error blocks on stderr.
+    pub fn print(&self, format: OutputFormat) {
+        match format {
+            OutputFormat::Text => {
+                for line in self.text_lines() {
+                    println!("{line}");
+                }
+            }
+            OutputFormat::Json => print_json(&self.to_json()),
+        }
+        self.print_problems();
+    }
+
+    pub fn print_problems(&self) {
+        for p in self.problems() {
+            eprintln!("Error: {}\n{}", p.message, p.hint);
+        }
+    }
+}
+
+/// Runs `check`; prints the result and returns the exit code.
+pub async fn run(args: &CheckArgs, log_format: LogFormat) -> Code {
+    let cfg = match ProbeConfig::from_args(&args.probes) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            let e = Error::from(e);
+            crate::print_error(&e, log_format);
+            return e.code();
+        }
+    };
+    let report = probe_until_ready(&cfg, args.wait).await;
+    report.print(args.format);
+    report.code()
+}
+
+/// Probes once, or with `wait`, again until everything is ready or the time is up.
+pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Report {
+    let http = http_client();
+    let deadline = wait.map(|w| Instant::now() + w);
+    let progress = Progress::default();
+    let mut waiter = Waiter::new("the registry and Garage", &progress);
+    loop {
+        let limit = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()).clamp(MIN_REQUEST_TIME, REQUEST_TIMEOUT),
+            None => REQUEST_TIMEOUT,
+        };
+        let report = probe(&http, cfg, limit).await;
+        match deadline {
+            Some(d) if report.code() != Code::Ok && Instant::now() < d => waiter.pause(&report.summary()).await,
+            _ => return report,
+        }
+    }
+}
+
+fn http_client() -> reqwest::Client {
+    // Same shape as the admin client (no proxy discovery, no TLS), shorter timeouts.
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
+}
+
+/// One round: the three probes concurrently, each within `limit`.
+pub async fn probe(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Report {
+    let (registry, garage, health) =
+        tokio::join!(probe_registry(http, cfg, limit), probe_garage(http, cfg, limit), probe_admin(http, cfg, limit));
+    let admin = admin_probe(&cfg.admin.shown, &health);
+    let garage = classify_garage(cfg, garage, &health);
+    Report { registry, garage, admin, bucket: cfg.bucket.clone(), access_key_id: cfg.key.id.clone() }
+}
+
+async fn probe_registry(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Probe {
+    let endpoint = &cfg.endpoints.registry;
+    let url = endpoint.url.join("v2/").expect("a static path");
+    let answer = tokio::time::timeout(limit, http.get(url).send()).await;
+    match answer {
+        Err(_) => Probe::new(&endpoint.shown, State::Unreachable, "timed out"),
+        Ok(Err(e)) => Probe::new(&endpoint.shown, State::Unreachable, transport_reason(&e)),
+        Ok(Ok(response)) => {
+            let status = response.status();
+            let said = format!("GET /v2/ answered {}", status_text(status));
+            if status == reqwest::StatusCode::OK || status == reqwest::StatusCode::UNAUTHORIZED {
+                Probe::new(&endpoint.shown, State::Ready, said)
+            } else {
+                Probe::new(&endpoint.shown, State::Failed, format!("{said}, which a container registry does not"))
+                    .with_hint("Check --registry (GARAGE_INIT_REGISTRY): it should be the registry's host:port.")
+            }
+        }
+    }
+}
+
+/// What the admin port's `/health` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Health {
+    /// 200: the first line of the answer ("Garage is fully operational").
+    Available(String),
+    /// 503: no layout yet, or too few storage nodes up.
+    Unavailable,
+    Unreachable(String),
+    Other(String),
+}
+
+async fn probe_admin(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Health {
+    let url = cfg.admin.url.join("health").expect("a static path");
+    let answer = tokio::time::timeout(limit, async {
+        let response = http.get(url).send().await?;
+        let status = response.status();
+        Ok::<_, reqwest::Error>((status, response.text().await.unwrap_or_default()))
+    })
+    .await;
+    match answer {
+        Err(_) => Health::Unreachable("timed out".into()),
+        Ok(Err(e)) => Health::Unreachable(transport_reason(&e)),
+        Ok(Ok((reqwest::StatusCode::OK, text))) => Health::Available(text.lines().next().unwrap_or("").trim().into()),
+        Ok(Ok((reqwest::StatusCode::SERVICE_UNAVAILABLE, _))) => Health::Unavailable,
+        Ok(Ok((status, _))) => Health::Other(format!("GET /health answered {}", status_text(status))),
+    }
+}
+
+fn admin_probe(address: &str, health: &Health) -> Probe {
+    match health {
+        Health::Available(line) => Probe::new(address, State::Ready, format!("/health: {line}")),
+        Health::Unavailable => Probe::new(
+            address,
+            State::NotInitialized,
+            "/health answered 503: no cluster layout yet, or too few storage nodes up",
+        ),
+        Health::Unreachable(reason) => Probe::new(address, State::Unreachable, reason.clone()),
+        Health::Other(said) => Probe::new(address, State::Failed, said.clone()),
+    }
+}
+
+async fn probe_garage(
+    http: &reqwest::Client,
+    cfg: &ProbeConfig,
+    limit: Duration,
+) -> Result<(String, Duration), Failure> {
+    let attempt = probe_once(http, &cfg.endpoints.s3.url, &cfg.region, &cfg.bucket, &cfg.key);
+    tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| Err(Failure::Transport("timed out".into())))
+}
+
+/// Turns the S3 round trip's outcome, and what `/health` said, into the Garage probe.
+fn classify_garage(cfg: &ProbeConfig, result: Result<(String, Duration), Failure>, health: &Health) -> Probe {
+    let address = &cfg.endpoints.s3.shown;
+    let (bucket, id, region) = (&cfg.bucket, &cfg.key.id, &cfg.region);
+    let failure = match result {
+        Ok((object, took)) => {
+            let detail = format!("PUT, GET, DELETE of {object} in bucket {bucket} as {id} ({} ms)", took.as_millis());
+            return Probe::new(address, State::Ready, detail);
+        }
+        Err(f) => f,
+    };
+    // /health's 503 names the cause behind a missing key or bucket: no layout yet.
+    let layout = if *health == Health::Unavailable { "; Garage has no cluster layout yet" } else { "" };
+    let not_initialized =
+        |what: String| Probe::new(address, State::NotInitialized, format!("{what}{layout} ({failure})"));
+    match &failure {
+        Failure::Transport(reason) => Probe::new(address, State::Unreachable, reason.clone()),
+        Failure::Status { code, message, status, .. } => match code.as_str() {
+            "NoSuchBucket" => not_initialized(format!("bucket {bucket} does not exist")),
+            "InvalidAccessKeyId" => not_initialized(format!("access key {id} does not exist")),
+            "AccessDenied" if message.contains("No such key") => {
+                not_initialized(format!("access key {id} does not exist"))
+            }
+            // Garage answers a wrong secret with AccessDenied "Invalid signature".
+            "SignatureDoesNotMatch" => not_initialized(format!("Garage holds another secret for access key {id}")),
+            "AccessDenied" if message.contains("signature") => {
+                not_initialized(format!("Garage holds another secret for access key {id}"))
+            }
+            "AccessDenied" => not_initialized(format!("access key {id} may not write to bucket {bucket}")),
+            "AuthorizationHeaderMalformed" => {
+                Probe::new(address, State::Failed, format!("the region {region} is not Garage's ({failure})"))
+                    .with_hint(
+                        "Check --s3-region (GARAGE_INIT_S3_REGION): it must match s3_api.s3_region in garage.toml.",
+                    )
+            }
+            _ if *status >= 500 && *health == Health::Unavailable => Probe::new(
+                address,
+                State::NotInitialized,
+                format!("Garage has no cluster layout yet, or too few storage nodes up ({failure})"),
+            ),
+            _ => Probe::new(address, State::Failed, failure.to_string()).with_hint(
+                "Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port; \
+                 `docker compose logs garage` shows Garage's side.",
+            ),
+        },
+        Failure::Mismatch { .. } | Failure::Setup(_) => Probe::new(address, State::Failed, failure.to_string())
+            .with_hint("Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port."),
+    }
+}
+
+/// `200 OK`, `404 Not Found`.
+fn status_text(status: reqwest::StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("{} {reason}", status.as_u16()),
+        None => status.as_u16().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(registry: State, garage: State) -> Report {
+        Report {
+            registry: Probe::new("localhost:5050", registry, "r"),
+            garage: Probe::new("localhost:3900", garage, "g"),
+            admin: Probe::new("localhost:3903", State::Unreachable, "a"),
+            bucket: "buildkit-cache".into(),
+            access_key_id: "GK0".into(),
+        }
+    }
+
+    #[test]
+    fn unreachable_wins_over_not_initialized_and_admin_never_decides() {
+        assert_eq!(report(State::Ready, State::Ready).code(), Code::Ok);
+        assert_eq!(report(State::Unreachable, State::NotInitialized).code(), Code::Unreachable);
+        assert_eq!(report(State::Ready, State::NotInitialized).code(), Code::NotInitialized);
+        assert_eq!(report(State::Failed, State::Ready).code(), Code::Failure);
+    }
+
+    #[test]
+    fn each_unreachable_service_gets_the_designs_two_lines() {
+        let problems = report(State::Unreachable, State::Unreachable).problems();
+        assert_eq!(
+            problems,
+            vec![
+                Problem { message: "Registry not reachable at localhost:5050".into(), hint: START_HINT.into() },
+                Problem { message: "Garage not reachable at localhost:3900".into(), hint: START_HINT.into() },
+            ]
+        );
+        let json = report(State::Ready, State::NotInitialized).to_json();
+        assert_eq!(json["exit_code"], 7);
+        assert_eq!(json["services"]["garage"]["state"], "not_initialized");
+        assert!(json["errors"][0]["hint"].as_str().unwrap().contains("docker compose run --rm garage-init"));
+    }
+
+    fn cfg() -> ProbeConfig {
+        use crate::cli::{HostEndpointArgs, ProbeArgs, ResourceArgs};
+        ProbeConfig::from_args(&ProbeArgs {
+            endpoints: HostEndpointArgs {
+                registry: "localhost:5050".into(),
+                s3_endpoint: "http://localhost:3900".into(),
+            },
+            admin_endpoint: "http://localhost:3903".into(),
+            resources: ResourceArgs {
+                bucket: "buildkit-cache".into(),
+                key_name: "buildkit-key".into(),
+                access_key_id: None,
+                secret_access_key: None,
+                secret_access_key_file: None,
+                s3_region: "garage".into(),
+            },
+        })
+        .unwrap()
+    }
+
+    fn s3_error(status: u16, code: &str, message: &str) -> Result<(String, Duration), Failure> {
+        Err(Failure::Status { op: "PUT", status, code: code.into(), message: message.into() })
+    }
+
+    #[test]
+    fn s3_answers_say_what_is_missing() {
+        let cfg = cfg();
+        let ok = Health::Available("Garage is fully operational".into());
+        let p = classify_garage(&cfg, s3_error(404, "NoSuchBucket", "Bucket not found"), &ok);
+        assert_eq!(p.state, State::NotInitialized);
+        assert!(p.detail.starts_with("bucket buildkit-cache does not exist (PUT answered 404 NoSuchBucket"), "{p:?}");
+
+        let p = classify_garage(&cfg, s3_error(403, "AccessDenied", "Forbidden: No such key: GK"), &ok);
+        assert!(p.detail.starts_with("access key GK6275696c646b69742d6b6579 does not exist"), "{p:?}");
+
+        let p = classify_garage(&cfg, s3_error(403, "SignatureDoesNotMatch", ""), &ok);
+        assert_eq!(p.state, State::NotInitialized);
+        let p = classify_garage(&cfg, s3_error(403, "AccessDenied", "Forbidden: Invalid signature"), &ok);
+        assert!(p.detail.starts_with("Garage holds another secret for access key GK"), "{p:?}");
+        let p = classify_garage(&cfg, s3_error(403, "AccessDenied", "Forbidden: Operation is not allowed"), &ok);
+        assert!(p.detail.starts_with("access key GK6275696c646b69742d6b6579 may not write"), "{p:?}");
+        let p = classify_garage(&cfg, s3_error(400, "AuthorizationHeaderMalformed", "unexpected scope"), &ok);
+        assert_eq!(p.state, State::Failed);
+        assert!(p.hint.unwrap().contains("--s3-region"));
+
+        let p = classify_garage(&cfg, s3_error(503, "ServiceUnavailable", ""), &Health::Unavailable);
+        assert_eq!(p.state, State::NotInitialized);
+        assert!(p.detail.contains("no cluster layout"), "{p:?}");
+        let p = classify_garage(&cfg, s3_error(503, "ServiceUnavailable", ""), &ok);
+        assert_eq!(p.state, State::Failed);
+
+        let p = classify_garage(&cfg, Err(Failure::Transport("Connection refused".into())), &Health::Unavailable);
+        assert_eq!((p.state, p.detail.as_str()), (State::Unreachable, "Connection refused"));
+    }
+}

@@ -1,0 +1,138 @@
+//! The host-side commands: what a consumer of the stack (the image-manager
+//! CLI, a CI script, BuildKit) runs on the host to connect to it.
+//!
+//! - [`check`]: are the registry and Garage reachable, and is Garage
+//!   initialized (the bucket exists and the key can write to it)?
+//! - [`env`]: the connection settings, in shell, dotenv, JSON or BuildKit form.
+//! - [`status`]: the compose project's containers through the Docker Engine
+//!   API ([`docker`]), with the probes of `check` as a fallback.
+//!
+//! Their addresses are the services as seen from the host (`localhost:5050`,
+//! `http://localhost:3900`, `http://localhost:3903`): settings of their own,
+//! so that `apply`'s container-side URLs never leak into them.
+
+pub mod check;
+pub mod docker;
+pub mod env;
+pub mod status;
+
+use url::Url;
+
+use crate::cli::{HostEndpointArgs, ProbeArgs};
+use crate::config::{ConfigError, KeyConfig, parse_http_url};
+
+/// A service address: the URL requests go to, and the form messages show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: Url,
+    /// `localhost:3900`: host and port, without the scheme.
+    pub shown: String,
+}
+
+impl Endpoint {
+    fn parse(text: &str, setting: &str) -> Result<Self, ConfigError> {
+        let url = parse_http_url(text, setting)?;
+        let mut shown = authority(&url);
+        let path = url.path().trim_end_matches('/');
+        shown.push_str(path);
+        Ok(Self { url, shown })
+    }
+
+    /// The URL without a trailing slash: `http://localhost:3900`.
+    pub fn url_text(&self) -> String {
+        crate::error::display_url(&self.url)
+    }
+}
+
+/// `host[:port]` of a URL, IPv6 hosts in brackets.
+fn authority(url: &Url) -> String {
+    let host = match url.host() {
+        Some(url::Host::Ipv6(ip)) => format!("[{ip}]"),
+        Some(host) => host.to_string(),
+        None => String::new(),
+    };
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host,
+    }
+}
+
+/// The registry and S3 endpoints, validated.
+#[derive(Debug, Clone)]
+pub struct HostEndpoints {
+    /// `localhost:5050`: what image references start with.
+    pub registry: Endpoint,
+    pub s3: Endpoint,
+}
+
+impl HostEndpoints {
+    pub fn from_args(args: &HostEndpointArgs) -> Result<Self, ConfigError> {
+        let registry_setting = "--registry (GARAGE_INIT_REGISTRY)";
+        let registry = Endpoint::parse(&args.registry, registry_setting)?;
+        if registry.url.path() != "/" {
+            return Err(ConfigError::new(
+                registry_setting,
+                format!("`{}` has a path; a registry address is host:port, e.g. localhost:5050", args.registry.trim()),
+            ));
+        }
+        let s3 = Endpoint::parse(&args.s3_endpoint, "--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)")?;
+        Ok(Self { registry, s3 })
+    }
+}
+
+/// Everything the probes need, validated before any request.
+#[derive(Debug, Clone)]
+pub struct ProbeConfig {
+    pub endpoints: HostEndpoints,
+    pub admin: Endpoint,
+    pub bucket: String,
+    pub key: KeyConfig,
+    pub region: String,
+}
+
+impl ProbeConfig {
+    pub fn from_args(args: &ProbeArgs) -> Result<Self, ConfigError> {
+        let endpoints = HostEndpoints::from_args(&args.endpoints)?;
+        let admin = Endpoint::parse(&args.admin_endpoint, "--admin-endpoint (GARAGE_INIT_ADMIN_ENDPOINT)")?;
+        let (bucket, key, region) = crate::config::resources(&args.resources)?;
+        Ok(Self { endpoints, admin, bucket, key, region })
+    }
+}
+
+/// Writes a JSON document and a newline to stdout.
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialize"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoints(registry: &str, s3: &str) -> Result<HostEndpoints, ConfigError> {
+        HostEndpoints::from_args(&HostEndpointArgs { registry: registry.into(), s3_endpoint: s3.into() })
+    }
+
+    #[test]
+    fn addresses_are_shown_as_host_and_port() {
+        let e = endpoints("localhost:5050", "http://localhost:3900").unwrap();
+        assert_eq!(e.registry.shown, "localhost:5050");
+        assert_eq!(e.s3.shown, "localhost:3900");
+        assert_eq!(e.s3.url_text(), "http://localhost:3900");
+
+        let e = endpoints("http://127.0.0.1:5050/", "127.0.0.1:3900").unwrap();
+        assert_eq!(e.registry.shown, "127.0.0.1:5050");
+        assert_eq!(e.s3.url_text(), "http://127.0.0.1:3900");
+
+        let e = endpoints("[::1]:5050", "http://[::1]:3900/garage").unwrap();
+        assert_eq!(e.registry.shown, "[::1]:5050");
+        assert_eq!(e.s3.shown, "[::1]:3900/garage");
+    }
+
+    #[test]
+    fn bad_addresses_name_their_setting() {
+        let err = endpoints("localhost:5050/v2", "http://localhost:3900").unwrap_err();
+        assert!(err.to_string().contains("--registry (GARAGE_INIT_REGISTRY)"), "{err}");
+        let err = endpoints("localhost:5050", "https://localhost:3900").unwrap_err();
+        assert!(err.to_string().contains("--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)"), "{err}");
+    }
+}
