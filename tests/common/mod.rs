@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
 pub mod stack;
 
 use std::net::TcpListener;
