@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::exit::{CHECK_EXIT_CODES_HELP, ENV_EXIT_CODES_HELP, EXIT_CODES_HELP, STATUS_EXIT_CODES_HELP};
+use crate::exit::{
+    CHECK_EXIT_CODES_HELP, ENV_EXIT_CODES_HELP, EXIT_CODES_HELP, PLAN_EXIT_CODES_HELP, STATUS_EXIT_CODES_HELP,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,6 +41,16 @@ pub enum Command {
     /// Converge Garage to the wanted state and prove the key can write (the default).
     #[command(after_long_help = EXIT_CODES_HELP)]
     Apply(ApplyArgs),
+
+    /// Show what `apply` would change, and change nothing.
+    #[command(
+        long_about = "Read everything `apply` reads, change nothing, and print the actions `apply` would take \
+            (layout roles, keys, buckets, aliases, quotas, grants) and the drift it would leave alone. \
+            Exits 0 when there is nothing to do, 10 when apply would change something, 11 when only drift \
+            remains (like `terraform plan -detailed-exitcode`).",
+        after_long_help = PLAN_EXIT_CODES_HELP
+    )]
+    Plan(ApplyArgs),
 
     /// From the host: check that the registry and Garage answer and that the key can write to the bucket.
     #[command(
@@ -113,6 +125,16 @@ pub struct ApplyArgs {
     /// Give up after this long, waiting included (e.g. 120s, 2m, 500ms).
     #[arg(long, env = "GARAGE_INIT_DEADLINE", value_name = "DURATION", default_value = "120s", value_parser = parse_duration, hide_env_values = true)]
     pub deadline: Duration,
+
+    /// YAML spec of the cluster, buckets, keys and grants (see the README). Without it, the flags
+    /// describe one bucket and one key with read, write and owner on it.
+    #[arg(long, env = "GARAGE_INIT_SPEC", value_name = "PATH", hide_env_values = true)]
+    pub spec: Option<PathBuf>,
+
+    /// Let apply change or remove existing layout roles and zone redundancy as the spec says;
+    /// without it, such differences are reported as drift and left alone.
+    #[arg(long, env = "GARAGE_INIT_ALLOW_LAYOUT_CHANGES", hide_env_values = true)]
+    pub allow_layout_changes: bool,
 }
 
 /// The admin token, inline or from a file.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::cli::{AdminTokenArgs, ApplyArgs, LayoutArgs, ResourceArgs};
+use crate::desired::Desired;
 use crate::secret::Secret;
 
 /// Access key id used when none is given: fixed so that a re-created stack
@@ -62,13 +63,13 @@ pub struct RoleTemplate {
 
 #[derive(Debug, Clone)]
 pub struct ApplyConfig {
+    /// The coordinating node's admin API, unless the spec lists nodes.
     pub admin_url: Url,
     pub s3_url: Url,
     pub admin_token: Secret,
-    pub bucket: String,
-    pub key: KeyConfig,
     pub region: String,
-    pub role: RoleTemplate,
+    pub desired: Desired,
+    pub allow_layout_changes: bool,
     pub deadline: Duration,
 }
 
@@ -79,7 +80,25 @@ impl ApplyConfig {
         let admin_token = admin_token(&args.token)?;
         let (bucket, key, region) = resources(&args.resources)?;
         let role = role_template(&args.layout)?;
-        Ok(Self { admin_url, s3_url, admin_token, bucket, key, region, role, deadline: args.deadline })
+        let desired = match &args.spec {
+            // A spec that declares only the cluster keeps the flags' bucket and key.
+            Some(path) => match crate::spec::load(path, &role)? {
+                d if d.buckets.is_empty() && d.keys.is_empty() && d.grants.is_empty() => {
+                    Desired { cluster: d.cluster, ..Desired::single(role, bucket, key) }
+                }
+                d => d,
+            },
+            None => Desired::single(role, bucket, key),
+        };
+        Ok(Self {
+            admin_url,
+            s3_url,
+            admin_token,
+            region,
+            desired,
+            allow_layout_changes: args.allow_layout_changes,
+            deadline: args.deadline,
+        })
     }
 }
 

@@ -28,13 +28,17 @@ pub enum Code {
     NotReady = 8,
     /// `status`: the Docker engine did not answer; the probes of `check` were reported instead.
     DockerUnreachable = 9,
+    /// `plan`: apply would change something.
+    PlanChanges = 10,
+    /// `plan`: nothing for apply to do, but Garage differs from the spec where apply leaves it alone.
+    PlanDrift = 11,
     /// Interrupted by SIGINT or SIGTERM.
     Interrupted = 130,
 }
 
 impl Code {
     /// Every code, in table order.
-    pub const ALL: [Code; 11] = [
+    pub const ALL: [Code; 13] = [
         Code::Ok,
         Code::Failure,
         Code::Config,
@@ -45,6 +49,8 @@ impl Code {
         Code::NotInitialized,
         Code::NotReady,
         Code::DockerUnreachable,
+        Code::PlanChanges,
+        Code::PlanDrift,
         Code::Interrupted,
     ];
 
@@ -89,7 +95,21 @@ Exit codes:
   7    check: Garage answers but is not initialized (layout, bucket or key missing, or the key is refused)
   8    status: a service is missing, stopped or unhealthy, or garage-init has not exited 0
   9    status: Docker did not answer; the network probes of `check` were reported instead
+  10   plan: apply would make changes
+  11   plan: nothing for apply to do, but Garage differs from the spec where apply leaves it (drift)
   130  interrupted (SIGINT or SIGTERM)";
+
+/// `garage-init plan`.
+pub const PLAN_EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0    nothing to do: Garage matches the wanted state
+  1    other failure: an unexpected answer from Garage
+  2    invalid input (flag, variable, file or spec); nothing was sent to Garage
+  3    Garage unreachable, or the deadline passed while waiting for it
+  4    Garage rejected the admin token
+  5    conflict: apply would stop on a key or alias it will not overwrite
+  10   apply would make changes (listed)
+  11   nothing for apply to do, but Garage differs from the spec where apply leaves it (drift, listed)";
 
 /// `garage-init check`.
 pub const CHECK_EXIT_CODES_HELP: &str = "\
@@ -132,6 +152,8 @@ mod tests {
             (Code::NotInitialized, "not initialized"),
             (Code::NotReady, "status"),
             (Code::DockerUnreachable, "Docker did not answer"),
+            (Code::PlanChanges, "apply would make changes"),
+            (Code::PlanDrift, "drift"),
             (Code::Interrupted, "interrupted"),
         ] {
             let line = EXIT_CODES_HELP
@@ -158,7 +180,7 @@ mod tests {
     #[test]
     fn command_tables_agree_with_the_main_table() {
         // Each command's table lists a subset of the codes, and only codes that exist.
-        for table in [CHECK_EXIT_CODES_HELP, ENV_EXIT_CODES_HELP, STATUS_EXIT_CODES_HELP] {
+        for table in [CHECK_EXIT_CODES_HELP, ENV_EXIT_CODES_HELP, STATUS_EXIT_CODES_HELP, PLAN_EXIT_CODES_HELP] {
             for line in table.lines().skip(1) {
                 let Some(number) = line.split_whitespace().next().and_then(|n| n.parse::<i64>().ok()) else {
                     continue; // a continuation line
@@ -171,6 +193,8 @@ mod tests {
             (CHECK_EXIT_CODES_HELP, Code::NotInitialized),
             (STATUS_EXIT_CODES_HELP, Code::NotReady),
             (STATUS_EXIT_CODES_HELP, Code::DockerUnreachable),
+            (PLAN_EXIT_CODES_HELP, Code::PlanChanges),
+            (PLAN_EXIT_CODES_HELP, Code::PlanDrift),
         ] {
             assert!(table.lines().any(|l| l.trim_start().starts_with(&format!("{} ", code.as_u8()))));
         }

@@ -10,6 +10,8 @@
 //! - [`cli`]: flags and environment variables (clap), parsed only.
 //! - [`config`]: validated settings; secrets from values or files; the
 //!   built-in development credentials.
+//! - [`spec`], [`desired`]: the spec file (YAML) and the wanted state it,
+//!   or the flags, describe.
 //! - [`admin`]: the admin API v2 client: typed requests, answers and errors.
 //! - [`converge`]: observe → plan → act for the layout, key, bucket and grant,
 //!   and the readiness waits between them.
@@ -26,12 +28,14 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod converge;
+pub mod desired;
 pub mod error;
 pub mod exit;
 pub mod host;
 pub mod report;
 pub mod s3check;
 pub mod secret;
+pub mod spec;
 pub mod wait;
 
 use tracing_subscriber::EnvFilter;
@@ -48,12 +52,13 @@ pub async fn run(cli: Cli) -> Code {
     let result = match cli.command {
         None => apply(&cli.apply, format).await,
         Some(Command::Apply(args)) => apply(&args, format).await,
+        Some(Command::Plan(args)) => plan(&args, format).await,
         Some(Command::Check(args)) => return host::check::run(&args, format).await,
         Some(Command::Env(args)) => return host::env::run(&args, format),
         Some(Command::Status(args)) => return host::status::run(&args, format).await,
     };
     match result {
-        Ok(()) => Code::Ok,
+        Ok(code) => code,
         Err(e) => {
             print_error(&e, format);
             e.code()
@@ -61,13 +66,28 @@ pub async fn run(cli: Cli) -> Code {
     }
 }
 
-async fn apply(args: &cli::ApplyArgs, format: LogFormat) -> Result<(), Error> {
+async fn apply(args: &cli::ApplyArgs, format: LogFormat) -> Result<Code, Error> {
     let cfg = ApplyConfig::from_args(args)?;
     let mut reporter = Reporter::new(format);
     tokio::select! {
-        result = converge::apply(&cfg, &mut reporter) => result,
+        result = converge::apply(&cfg, &mut reporter) => result.map(|()| Code::Ok),
         () = shutdown_signal() => Err(Error::Interrupted),
     }
+}
+
+async fn plan(args: &cli::ApplyArgs, format: LogFormat) -> Result<Code, Error> {
+    use converge::plan::Verdict;
+    let cfg = ApplyConfig::from_args(args)?;
+    let mut reporter = Reporter::new(format);
+    let verdict = tokio::select! {
+        result = converge::plan::plan(&cfg, &mut reporter) => result?,
+        () = shutdown_signal() => return Err(Error::Interrupted),
+    };
+    Ok(match verdict {
+        Verdict::NothingToDo => Code::Ok,
+        Verdict::Changes => Code::PlanChanges,
+        Verdict::DriftOnly => Code::PlanDrift,
+    })
 }
 
 /// SIGINT or SIGTERM. As PID 1 in a container, a process that does not

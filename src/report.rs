@@ -19,6 +19,12 @@ pub enum Outcome {
     Unchanged,
     /// For the S3 check: it ran and succeeded.
     Passed,
+    /// Garage differs from the wanted state in a way garage-init leaves alone.
+    Drift,
+    /// `plan`: apply would create this.
+    ToCreate,
+    /// `plan`: apply would change this.
+    ToUpdate,
 }
 
 impl fmt::Display for Outcome {
@@ -28,6 +34,9 @@ impl fmt::Display for Outcome {
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
             Self::Passed => "passed",
+            Self::Drift => "drift",
+            Self::ToCreate => "create",
+            Self::ToUpdate => "update",
         })
     }
 }
@@ -79,15 +88,22 @@ impl Reporter {
         self.lines.push(line);
     }
 
-    /// The closing line: how long, and what changed.
+    fn count(&self, outcome: Outcome) -> usize {
+        self.lines.iter().filter(|l| l.outcome == outcome).count()
+    }
+
+    /// The closing line of `apply`: how long, and what changed.
     pub fn finish(&self, elapsed: Duration, requests: u32, mutations: u32) {
-        let count = |o: Outcome| self.lines.iter().filter(|l| l.outcome == o).count();
-        let (created, updated) = (count(Outcome::Created), count(Outcome::Updated));
-        let changes = if created + updated == 0 {
+        let (created, updated) = (self.count(Outcome::Created), self.count(Outcome::Updated));
+        let mut changes = if created + updated == 0 {
             "nothing changed".to_string()
         } else {
-            format!("{created} created, {updated} updated, {} unchanged", count(Outcome::Unchanged))
+            format!("{created} created, {updated} updated, {} unchanged", self.count(Outcome::Unchanged))
         };
+        let drift = self.count(Outcome::Drift);
+        if drift > 0 {
+            changes.push_str(&format!(", {drift} drift left as is"));
+        }
         let ms = elapsed.as_millis() as u64;
         match self.format {
             LogFormat::Text => {
@@ -102,12 +118,35 @@ impl Reporter {
                 elapsed_ms = ms,
                 created,
                 updated,
-                unchanged = count(Outcome::Unchanged),
+                unchanged = self.count(Outcome::Unchanged),
+                drift,
                 admin_requests = requests,
                 admin_mutations = mutations,
                 "converged"
             ),
         }
+    }
+
+    /// The closing line of `plan`; returns `(changes, drift)`.
+    pub fn finish_plan(&self) -> (usize, usize) {
+        let (create, update) = (self.count(Outcome::ToCreate), self.count(Outcome::ToUpdate));
+        let drift = self.count(Outcome::Drift);
+        let summary = match (create + update, drift) {
+            (0, 0) => "nothing to do".to_string(),
+            (0, d) => format!("nothing to do; {d} drift that apply leaves as is"),
+            (_, d) => format!(
+                "{create} to create, {update} to update, {d} drift; run `garage-init apply` to make the changes"
+            ),
+        };
+        match self.format {
+            LogFormat::Text => {
+                let _ = writeln!(std::io::stdout().lock(), "garage-init plan: {summary}");
+            }
+            LogFormat::Json => {
+                tracing::info!(target: TARGET, to_create = create, to_update = update, drift, "plan: {summary}")
+            }
+        }
+        (create + update, drift)
     }
 }
 

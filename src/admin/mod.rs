@@ -250,6 +250,16 @@ impl AdminClient {
         self.post("CreateBucket", &[], &CreateBucketRequest { global_alias: alias }).await
     }
 
+    /// Adds a global alias; Garage answers 200 when it already points to this bucket.
+    pub async fn add_bucket_alias(&self, bucket_id: &str, alias: &str) -> Result<BucketInfo, AdminError> {
+        self.post("AddBucketAlias", &[], &serde_json::json!({ "bucketId": bucket_id, "globalAlias": alias })).await
+    }
+
+    /// Sets both quotas (Garage replaces both; `None` is unlimited).
+    pub async fn set_bucket_quotas(&self, bucket_id: &str, quotas: Quotas) -> Result<BucketInfo, AdminError> {
+        self.post("UpdateBucket", &[("id", bucket_id)], &serde_json::json!({ "quotas": quotas })).await
+    }
+
     pub async fn allow_bucket_key(
         &self,
         bucket_id: &str,

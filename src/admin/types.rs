@@ -174,6 +174,34 @@ pub struct KeyInfo {
     /// Present only when asked for with `showSecretKey=true`.
     #[serde(default)]
     pub secret_access_key: Option<Secret>,
+    /// The buckets this key has permissions on.
+    #[serde(default)]
+    pub buckets: Vec<KeyBucket>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyBucket {
+    pub id: String,
+    #[serde(default)]
+    pub global_aliases: Vec<String>,
+    #[serde(default)]
+    pub permissions: Permissions,
+}
+
+impl KeyInfo {
+    /// What this key's own view tells of a bucket, found by a global alias:
+    /// its id, aliases, and this key's permissions (not other keys', nor quotas).
+    pub fn bucket_view(&self, alias: &str) -> Option<BucketInfo> {
+        let b = self.buckets.iter().find(|b| b.global_aliases.iter().any(|a| a == alias))?;
+        Some(BucketInfo {
+            id: b.id.clone(),
+            created: None,
+            global_aliases: b.global_aliases.clone(),
+            keys: vec![BucketKey { access_key_id: self.access_key_id.clone(), permissions: b.permissions }],
+            quotas: None,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

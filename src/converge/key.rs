@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::report::{Line, Outcome};
 use crate::wait::Waiter;
 
-use super::Ctx;
+use super::{Ctx, Start};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum KeyPlan {
@@ -59,25 +59,35 @@ fn deleted_id_conflict(id: &str) -> Error {
     }
 }
 
-pub async fn converge(ctx: &Ctx<'_>, want: &KeyConfig) -> Result<Line, Error> {
+/// Converges one key; returns its report line and what Garage holds for it.
+pub async fn converge(ctx: &Ctx<'_>, want: &KeyConfig, start: Start<KeyInfo>) -> Result<(Line, KeyInfo), Error> {
     let mut waiter = Waiter::new(&ctx.describe("access key"), ctx.progress);
     let label = format!("{} ({})", want.id, want.name);
+    let mut known = match start {
+        Start::Known(found) => Some(found),
+        Start::Read => None,
+    };
     // Set once ImportKey answered 409: the id exists, or existed.
     let mut import_refused = false;
     // Set when an import was sent but its answer lost: it may have landed.
     let mut import_sent = false;
     loop {
-        let found =
-            ctx.read("access key", || ctx.client.key_info_with_secret(&want.id)).await.map_err(|e| ctx.fail(e))?;
+        let found = match known.take() {
+            Some(found) => found,
+            None => {
+                ctx.call("access key", || ctx.client.key_info_with_secret(&want.id)).await.map_err(|e| ctx.fail(e))?
+            }
+        };
         let failed = match plan_key(found.as_ref(), want) {
             KeyPlan::Unchanged => {
                 let outcome = if import_sent { Outcome::Created } else { Outcome::Unchanged };
-                return Ok(Line::new("key", outcome, label));
+                let info = found.expect("an unchanged key exists");
+                return Ok((Line::new("key", outcome, label), info));
             }
             KeyPlan::Conflict { message, hint } => return Err(Error::Conflict { message, hint }),
             KeyPlan::Import if import_refused => return Err(deleted_id_conflict(&want.id)),
             KeyPlan::Import => match ctx.client.import_key(&want.id, &want.secret, &want.name).await {
-                Ok(_) => return Ok(Line::new("key", Outcome::Created, label)),
+                Ok(info) => return Ok((Line::new("key", Outcome::Created, label), info)),
                 Err(e) if e.is_conflict() => {
                     // A concurrent run imported it (the next read finds it), or it was deleted.
                     import_refused = true;
@@ -89,9 +99,9 @@ pub async fn converge(ctx: &Ctx<'_>, want: &KeyConfig) -> Result<Line, Error> {
                 }
             },
             KeyPlan::Rename { from } => match ctx.client.rename_key(&want.id, &want.name).await {
-                Ok(_) => {
+                Ok(info) => {
                     let detail = format!("{}: renamed from \"{from}\" to \"{}\"", want.id, want.name);
-                    return Ok(Line::new("key", Outcome::Updated, detail));
+                    return Ok((Line::new("key", Outcome::Updated, detail), info));
                 }
                 Err(e) => e,
             },
@@ -123,6 +133,7 @@ mod tests {
             created: None,
             expired,
             secret_access_key: Some(Secret::new(secret)),
+            buckets: vec![],
         }
     }
 

@@ -7,38 +7,83 @@
 //! and a token check costs Garage an argon2 hash (tens of milliseconds).
 //! `GetCurrentAdminTokenInfo` is never used: it can crash Garage 2.1.0.
 
+use futures_util::future::join_all;
+
 use crate::admin::types::{ClusterLayout, ClusterStatus};
-use crate::error::Error;
+use crate::error::{Error, display_url};
 use crate::wait::Waiter;
 
 use super::Ctx;
+use super::cluster::Member;
+use super::layout::{KnownNode, layout_from_status, needs_layout};
+use crate::desired::ClusterWant;
 
-/// Waits for authenticated answers to `GetClusterStatus` and
-/// `GetClusterLayout` (sent together). Refused connections and 503 are
-/// waited out; a rejected token fails at once.
-pub async fn wait_for_admin(ctx: &Ctx<'_>) -> Result<(ClusterStatus, ClusterLayout), Error> {
-    let observed = ctx
-        .read("Garage's admin API", || async {
-            tokio::try_join!(ctx.client.cluster_status(), ctx.client.cluster_layout())
-        })
-        .await
-        .map_err(|e| ctx.fail(e))?;
-    tracing::debug!(layout_version = observed.0.layout_version, nodes = observed.0.nodes.len(), "admin API answered");
-    Ok(observed)
+/// Reads `GetClusterStatus` from the coordinating node, and
+/// `GetClusterLayout` only where staged changes could matter (see
+/// [`needs_layout`]), waiting out refused connections and 503; a rejected
+/// token fails at once.
+pub async fn observe(
+    ctx: &Ctx<'_>,
+    want: &ClusterWant,
+    known: &[KnownNode],
+) -> Result<(ClusterStatus, ClusterLayout), Error> {
+    let status = ctx.call("Garage's admin API", || ctx.client.cluster_status()).await.map_err(|e| ctx.fail(e))?;
+    tracing::debug!(layout_version = status.layout_version, nodes = status.nodes.len(), "admin API answered");
+    let layout = if needs_layout(&status, want, known) {
+        ctx.call("cluster layout", || ctx.client.cluster_layout()).await.map_err(|e| ctx.fail(e))?
+    } else {
+        layout_from_status(&status)
+    };
+    Ok((status, layout))
 }
 
-/// Waits until the cluster is not `unavailable`, as this node sees it.
+/// Waits until the cluster is not `unavailable` as every node garage-init
+/// knows sees it, and each of them holds layout `version`.
 ///
-/// The layout version needs no separate wait here: the node that applied a
-/// layout persists it before answering, and it is the node garage-init talks to.
-pub async fn wait_for_health(ctx: &Ctx<'_>) -> Result<(), Error> {
+/// The coordinating node needs no version check: the node that applies a
+/// layout persists it before answering. Other listed nodes receive it within
+/// milliseconds (at most ~10 s through the status exchange).
+pub async fn wait_for_health(ctx: &Ctx<'_>, members: &[Member], version: u64) -> Result<(), Error> {
     let mut waiter = Waiter::new(&ctx.describe("cluster health"), ctx.progress);
-    loop {
-        match ctx.client.health().await {
-            Ok(None) => return Ok(()),
-            Ok(Some(why)) => waiter.pause(&why).await,
-            Err(e) if e.is_transient() => waiter.pause(&e).await,
-            Err(e) => return Err(ctx.fail(e)),
+    if members.len() <= 1 {
+        loop {
+            match ctx.client.health().await {
+                Ok(None) => return Ok(()),
+                Ok(Some(why)) => waiter.pause(&why).await,
+                Err(e) if e.is_transient() => waiter.pause(&e).await,
+                Err(e) => return Err(ctx.fail(e)),
+            }
         }
+    }
+    let mut ready = vec![false; members.len()];
+    loop {
+        let checks = members.iter().zip(&ready).enumerate().filter(|(_, (_, r))| !**r).map(|(i, (m, _))| async move {
+            let health = m.client.health().await;
+            let status = if i == 0 { None } else { Some(m.client.cluster_status().await) };
+            (i, health, status)
+        });
+        let mut waiting = Vec::new();
+        for (i, health, status) in join_all(checks).await {
+            let url = display_url(members[i].client.base_url());
+            let why = match (health, status) {
+                (Err(e), _) | (_, Some(Err(e))) if !e.is_transient() => {
+                    return Err(Error::from_admin(e, members[i].client.base_url()));
+                }
+                (Err(e), _) | (_, Some(Err(e))) => e.to_string(),
+                (Ok(Some(why)), _) => why,
+                (Ok(None), Some(Ok(s))) if s.layout_version < version => {
+                    format!("layout version {} of {version}", s.layout_version)
+                }
+                (Ok(None), _) => {
+                    ready[i] = true;
+                    continue;
+                }
+            };
+            waiting.push(format!("{url} ({why})"));
+        }
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        waiter.pause(&format!("nodes not ready: {}", waiting.join(", "))).await;
     }
 }

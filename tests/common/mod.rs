@@ -43,8 +43,25 @@ pub fn garage_bin() -> PathBuf {
     bin
 }
 
+/// A port no other node of this test process was given, and free right now.
+///
+/// Ports come from a per-process counter below the kernel's ephemeral range
+/// (32768+): a port handed to a node that starts later stays reserved to it,
+/// where asking the kernel for port 0 could hand the same port to a
+/// concurrently running test in the meantime. Test binaries run one at a
+/// time; the process id spreads them apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ =
+        NEXT.compare_exchange(0, 20_000 + (std::process::id() % 60) as u16 * 200, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_768, "test ports exhausted");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A random token, so that a test can search every output for it.
@@ -71,12 +88,17 @@ impl Garage {
     }
 
     pub fn with_replication(replication_factor: u32) -> Self {
+        Self::with_replication_and_token(replication_factor, &format!("admin-{}", random_hex(16)))
+    }
+
+    /// A node of a cluster: same RPC secret as every test node, and the given admin token.
+    pub fn with_replication_and_token(replication_factor: u32, token: &str) -> Self {
         let g = Self {
             dir: tempfile::Builder::new().prefix("garage-test-").tempdir().unwrap(),
             admin_port: free_port(),
             s3_port: free_port(),
             rpc_port: free_port(),
-            token: format!("admin-{}", random_hex(16)),
+            token: token.to_string(),
             replication_factor,
             child: None,
             http: reqwest::Client::new(),
@@ -328,6 +350,21 @@ impl S3 {
             credentials: Credentials::new(key_id, secret),
             http: reqwest::Client::new(),
         }
+    }
+
+    pub async fn put(&self, object: &str, body: &[u8]) -> Result<(), String> {
+        let put = PutObject::new(&self.bucket, Some(&self.credentials), object).sign(Duration::from_secs(60));
+        let r = self.http.put(put).body(body.to_vec()).send().await.map_err(|e| e.to_string())?;
+        if r.status().is_success() { Ok(()) } else { Err(format!("PUT {}", r.status())) }
+    }
+
+    pub async fn get(&self, object: &str) -> Result<Vec<u8>, String> {
+        let get = GetObject::new(&self.bucket, Some(&self.credentials), object).sign(Duration::from_secs(60));
+        let r = self.http.get(get).send().await.map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("GET {}", r.status()));
+        }
+        Ok(r.bytes().await.map_err(|e| e.to_string())?.to_vec())
     }
 
     /// PUT, GET (compared) and DELETE of an object; `Err` with what failed.

@@ -1,0 +1,86 @@
+//! The wanted state of a Garage cluster, whether it comes from flags (one
+//! node, one bucket, one key) or from a spec file (many of each).
+
+use url::Url;
+
+use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
+use crate::config::{KeyConfig, RoleTemplate};
+
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// A spec declares everything: what Garage holds beyond it (grants of
+    /// undeclared keys, quotas, roles of unlisted nodes) is reported as drift.
+    /// Flags declare one bucket and one key and say nothing about the rest.
+    pub exhaustive: bool,
+    pub cluster: ClusterWant,
+    pub buckets: Vec<BucketWant>,
+    pub keys: Vec<KeyConfig>,
+    pub grants: Vec<GrantWant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClusterWant {
+    pub nodes: NodesWant,
+    /// Role of nodes that the spec does not describe one by one.
+    pub template: RoleTemplate,
+    pub zone_redundancy: Option<ZoneRedundancy>,
+    /// Node ids whose role is to be removed (only with `--allow-layout-changes`).
+    pub remove: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum NodesWant {
+    /// Every node that is up and has no role gets the template role.
+    Auto,
+    /// This many nodes must be up, as the main admin URL sees them; each gets the template role.
+    Count(usize),
+    /// Exactly these nodes, each reached through its own admin API.
+    Listed(Vec<NodeWant>),
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeWant {
+    pub admin_url: Url,
+    /// `host:port` other nodes dial for RPC.
+    pub rpc_address: String,
+    pub zone: String,
+    /// A gateway stores nothing; `capacity` is then ignored.
+    pub gateway: bool,
+    /// Storage capacity in bytes; `None`: the node's data partition size as Garage reports it.
+    pub capacity: Option<u64>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketWant {
+    pub name: String,
+    /// Global aliases besides `name`.
+    pub aliases: Vec<String>,
+    /// `None`: quotas are not managed.
+    pub quotas: Option<Quotas>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantWant {
+    pub key_id: String,
+    pub bucket: String,
+    pub permissions: Permissions,
+}
+
+impl Desired {
+    /// Today's single-node behaviour: one bucket, one key with read, write and owner on it.
+    pub fn single(template: RoleTemplate, bucket: String, key: KeyConfig) -> Self {
+        let grant = GrantWant { key_id: key.id.clone(), bucket: bucket.clone(), permissions: Permissions::ALL };
+        Self {
+            exhaustive: false,
+            cluster: ClusterWant { nodes: NodesWant::Auto, template, zone_redundancy: None, remove: Vec::new() },
+            buckets: vec![BucketWant { name: bucket, aliases: Vec::new(), quotas: None }],
+            keys: vec![key],
+            grants: vec![grant],
+        }
+    }
+
+    pub fn key(&self, id: &str) -> Option<&KeyConfig> {
+        self.keys.iter().find(|k| k.id == id)
+    }
+}

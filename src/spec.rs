@@ -1,0 +1,587 @@
+//! The spec file: a YAML declaration of a cluster, its buckets, keys and
+//! grants. Parsed with serde-saphyr (no `unsafe`, line and column in every
+//! error, alias bombs and deep nesting refused by its budget), unknown
+//! fields rejected, size capped, and every value validated before any
+//! network call. Errors name the file, the line and the column.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_saphyr::{Location, Spanned};
+
+use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
+use crate::cli::parse_size;
+use crate::config::{
+    ConfigError, KeyConfig, RoleTemplate, parse_http_url, read_secret_file, validate_access_key_id,
+    validate_bucket_name, validate_label, validate_secret_key,
+};
+use crate::desired::{BucketWant, ClusterWant, Desired, GrantWant, NodeWant, NodesWant};
+use crate::secret::Secret;
+
+/// Spec files larger than this are refused before parsing.
+pub const MAX_SPEC_BYTES: u64 = 256 * 1024;
+/// The RPC port other nodes dial when a node's `rpc_address` is not given.
+const DEFAULT_RPC_PORT: u16 = 3901;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpecFile {
+    #[serde(default)]
+    cluster: Option<ClusterSpec>,
+    #[serde(default)]
+    buckets: Vec<BucketSpec>,
+    #[serde(default)]
+    keys: Vec<KeySpec>,
+    #[serde(default)]
+    grants: Vec<GrantSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterSpec {
+    #[serde(default)]
+    nodes: Vec<NodeSpec>,
+    #[serde(default)]
+    expected_nodes: Option<Spanned<usize>>,
+    /// Defaults for nodes that do not set their own.
+    #[serde(default)]
+    zone: Option<Spanned<String>>,
+    #[serde(default)]
+    capacity: Option<Spanned<Size>>,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+    #[serde(default)]
+    zone_redundancy: Option<Spanned<Redundancy>>,
+    #[serde(default)]
+    remove_nodes: Vec<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeSpec {
+    admin_url: Spanned<String>,
+    #[serde(default)]
+    rpc_address: Option<Spanned<String>>,
+    #[serde(default)]
+    zone: Option<Spanned<String>>,
+    #[serde(default)]
+    capacity: Option<Spanned<Size>>,
+    #[serde(default)]
+    gateway: bool,
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+/// `10GB`, `1TiB` or a number of bytes.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+/// `maximum` or a number of zones.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Redundancy {
+    AtLeast(usize),
+    Word(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BucketSpec {
+    name: Spanned<String>,
+    #[serde(default)]
+    aliases: Vec<Spanned<String>>,
+    #[serde(default)]
+    quotas: Option<QuotaSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaSpec {
+    #[serde(default)]
+    max_size: Option<Spanned<Size>>,
+    #[serde(default)]
+    max_objects: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySpec {
+    id: Spanned<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    secret: Option<Spanned<String>>,
+    #[serde(default)]
+    secret_file: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantSpec {
+    /// A key's id, or its name as declared under `keys`.
+    key: Spanned<String>,
+    bucket: Spanned<String>,
+    permissions: Vec<Spanned<String>>,
+}
+
+/// Reads, parses and validates a spec file. `template` gives the role of
+/// nodes the spec does not describe (from the flags).
+pub fn load(path: &Path, template: &RoleTemplate) -> Result<Desired, ConfigError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| spec_error(&shown, None, format!("cannot read it: {e}")))?;
+    if meta.len() > MAX_SPEC_BYTES {
+        return Err(spec_error(
+            &shown,
+            None,
+            format!("it is {} bytes; a spec may have at most {MAX_SPEC_BYTES} bytes", meta.len()),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| spec_error(&shown, None, format!("cannot read it: {e}")))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    parse(&text, &shown, base, template)
+}
+
+/// Parses spec text; `file` names it in errors, `base` resolves relative `secret_file`s.
+pub fn parse(text: &str, file: &str, base: &Path, template: &RoleTemplate) -> Result<Desired, ConfigError> {
+    if text.len() as u64 > MAX_SPEC_BYTES {
+        return Err(spec_error(file, None, format!("a spec may have at most {MAX_SPEC_BYTES} bytes")));
+    }
+    let spec: SpecFile = serde_saphyr::from_str(text).map_err(|e| {
+        let at = e.location();
+        spec_error(file, at, first_line(&e.to_string()))
+    })?;
+    Validator { file }.desired(spec, base, template)
+}
+
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or(message).trim().to_string()
+}
+
+fn spec_error(file: &str, at: Option<Location>, problem: impl Into<String>) -> ConfigError {
+    let setting = match at {
+        Some(l) if l.line() > 0 => format!("spec {file}, line {}, column {}", l.line(), l.column()),
+        _ => format!("spec {file}"),
+    };
+    ConfigError::new(setting, problem)
+}
+
+struct Validator<'a> {
+    file: &'a str,
+}
+
+impl Validator<'_> {
+    fn err<T>(&self, at: &Spanned<T>, problem: impl Into<String>) -> ConfigError {
+        spec_error(self.file, Some(at.referenced), problem)
+    }
+
+    fn desired(&self, spec: SpecFile, base: &Path, template: &RoleTemplate) -> Result<Desired, ConfigError> {
+        let cluster = self.cluster(spec.cluster, template)?;
+        let buckets = self.buckets(spec.buckets)?;
+        let (keys, names) = self.keys(spec.keys, base)?;
+        let grants = self.grants(spec.grants, &keys, &names, &buckets)?;
+        Ok(Desired { exhaustive: true, cluster, buckets, keys, grants })
+    }
+
+    fn cluster(&self, spec: Option<ClusterSpec>, flags: &RoleTemplate) -> Result<ClusterWant, ConfigError> {
+        let Some(c) = spec else {
+            return Ok(ClusterWant {
+                nodes: NodesWant::Auto,
+                template: flags.clone(),
+                zone_redundancy: None,
+                remove: Vec::new(),
+            });
+        };
+        let zone = match &c.zone {
+            Some(z) => {
+                validate_label(&z.value).map_err(|p| self.err(z, format!("zone: {p}")))?;
+                z.value.clone()
+            }
+            None => flags.zone.clone(),
+        };
+        let capacity = match &c.capacity {
+            Some(s) => Some(self.size(s)?),
+            None => flags.capacity,
+        };
+        let tags = match &c.tags {
+            Some(t) => self.tags(t, &c.zone)?,
+            None => flags.tags.clone(),
+        };
+        let template = RoleTemplate { zone, capacity, tags };
+
+        let nodes = match (&c.expected_nodes, c.nodes.is_empty()) {
+            (Some(n), false) => {
+                return Err(self.err(n, "give either `nodes` or `expected_nodes`, not both"));
+            }
+            (Some(n), true) if n.value == 0 => return Err(self.err(n, "expected_nodes must be at least 1")),
+            (Some(n), true) => NodesWant::Count(n.value),
+            (None, true) => NodesWant::Auto,
+            (None, false) => NodesWant::Listed(self.nodes(&c.nodes, &template)?),
+        };
+
+        let zone_redundancy = match &c.zone_redundancy {
+            None => None,
+            Some(r) => Some(match &r.value {
+                Redundancy::AtLeast(0) => return Err(self.err(r, "zone_redundancy must be at least 1")),
+                Redundancy::AtLeast(n) => ZoneRedundancy::AtLeast(*n),
+                Redundancy::Word(w) if w == "maximum" => ZoneRedundancy::Maximum,
+                Redundancy::Word(w) => {
+                    return Err(self.err(r, format!("zone_redundancy is `maximum` or a number, not `{w}`")));
+                }
+            }),
+        };
+
+        let mut remove = Vec::new();
+        for id in &c.remove_nodes {
+            if id.value.len() != 64 || !id.value.chars().all(|ch| ch.is_ascii_hexdigit()) {
+                return Err(self.err(id, "remove_nodes takes full node ids: 64 hex digits, as `garage status` shows"));
+            }
+            remove.push(id.value.to_ascii_lowercase());
+        }
+        Ok(ClusterWant { nodes, template, zone_redundancy, remove })
+    }
+
+    fn nodes(&self, specs: &[NodeSpec], template: &RoleTemplate) -> Result<Vec<NodeWant>, ConfigError> {
+        let mut seen = BTreeSet::new();
+        let mut nodes = Vec::new();
+        for n in specs {
+            let admin_url =
+                parse_http_url(&n.admin_url.value, "admin_url").map_err(|e| self.err(&n.admin_url, e.problem))?;
+            if !seen.insert(admin_url.to_string()) {
+                return Err(self.err(&n.admin_url, format!("node {} is listed twice", n.admin_url.value)));
+            }
+            let rpc_address = match &n.rpc_address {
+                Some(a) => {
+                    let ok = a.value.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                    if !ok {
+                        return Err(self.err(a, format!("rpc_address `{}` must be host:port", a.value)));
+                    }
+                    a.value.clone()
+                }
+                None => format!("{}:{DEFAULT_RPC_PORT}", admin_url.host_str().unwrap_or_default()),
+            };
+            let zone = match &n.zone {
+                Some(z) => {
+                    validate_label(&z.value).map_err(|p| self.err(z, format!("zone: {p}")))?;
+                    z.value.clone()
+                }
+                None => template.zone.clone(),
+            };
+            let capacity = match (&n.capacity, n.gateway) {
+                (Some(c), true) => return Err(self.err(c, "a gateway node has no capacity: drop one of the two")),
+                (Some(c), false) => Some(self.size(c)?),
+                (None, _) => template.capacity,
+            };
+            let tags = match &n.tags {
+                Some(t) => self.tags(t, &n.zone)?,
+                None => template.tags.clone(),
+            };
+            nodes.push(NodeWant { admin_url, rpc_address, zone, gateway: n.gateway, capacity, tags });
+        }
+        Ok(nodes)
+    }
+
+    fn tags(&self, tags: &[String], near: &Option<Spanned<String>>) -> Result<Vec<String>, ConfigError> {
+        for t in tags {
+            if let Err(p) = validate_label(t) {
+                return Err(match near {
+                    Some(at) => self.err(at, format!("tag: {p}")),
+                    None => spec_error(self.file, None, format!("tag: {p}")),
+                });
+            }
+        }
+        Ok(tags.to_vec())
+    }
+
+    fn size(&self, s: &Spanned<Size>) -> Result<u64, ConfigError> {
+        let bytes = match &s.value {
+            Size::Bytes(n) => *n,
+            Size::Text(t) => parse_size(t).map_err(|p| self.err(s, p))?,
+        };
+        if bytes < 1024 {
+            return Err(self.err(s, format!("{bytes} bytes is under 1024, the smallest capacity Garage accepts")));
+        }
+        Ok(bytes)
+    }
+
+    fn buckets(&self, specs: Vec<BucketSpec>) -> Result<Vec<BucketWant>, ConfigError> {
+        let mut names = BTreeSet::new();
+        let mut buckets = Vec::new();
+        for b in specs {
+            for n in std::iter::once(&b.name).chain(&b.aliases) {
+                validate_bucket_name(&n.value).map_err(|p| self.err(n, format!("bucket name: {p}")))?;
+                if !names.insert(n.value.clone()) {
+                    return Err(self.err(n, format!("bucket name `{}` is declared twice", n.value)));
+                }
+            }
+            let quotas = match &b.quotas {
+                None => None,
+                Some(q) => Some(Quotas {
+                    max_size: match &q.max_size {
+                        Some(s) => Some(self.size(s)?),
+                        None => None,
+                    },
+                    max_objects: q.max_objects,
+                }),
+            };
+            buckets.push(BucketWant {
+                name: b.name.value,
+                aliases: b.aliases.into_iter().map(|a| a.value).collect(),
+                quotas,
+            });
+        }
+        Ok(buckets)
+    }
+
+    /// Keys, and the names they were declared with (for grants that name them).
+    fn keys(&self, specs: Vec<KeySpec>, base: &Path) -> Result<(Vec<KeyConfig>, Vec<String>), ConfigError> {
+        let mut keys: Vec<KeyConfig> = Vec::new();
+        let mut names = Vec::new();
+        for k in specs {
+            validate_access_key_id(&k.id.value).map_err(|p| self.err(&k.id, format!("key id: {p}")))?;
+            if keys.iter().any(|other| other.id == k.id.value) {
+                return Err(self.err(&k.id, format!("key {} is declared twice", k.id.value)));
+            }
+            let secret = match (&k.secret, &k.secret_file) {
+                (Some(s), None) => Secret::new(s.value.trim()),
+                (None, Some(f)) => {
+                    let path = base.join(&f.value);
+                    read_secret_file(&path, "secret_file").map_err(|e| self.err(f, e.problem))?
+                }
+                (Some(s), Some(_)) => return Err(self.err(s, "give either `secret` or `secret_file`, not both")),
+                (None, None) => return Err(self.err(&k.id, "this key needs a `secret` or a `secret_file`")),
+            };
+            let at = k.secret.as_ref().map(|s| s.referenced).or(k.secret_file.as_ref().map(|s| s.referenced));
+            validate_secret_key(secret.expose()).map_err(|p| spec_error(self.file, at, format!("key secret: {p}")))?;
+            let name = k.name.clone().unwrap_or_else(|| k.id.value.clone());
+            if name.trim().is_empty() {
+                return Err(self.err(&k.id, "key name must not be empty"));
+            }
+            if names.contains(&name) {
+                return Err(self.err(&k.id, format!("key name `{name}` is used twice")));
+            }
+            names.push(name.clone());
+            keys.push(KeyConfig { id: k.id.value, secret, name });
+        }
+        Ok((keys, names))
+    }
+
+    fn grants(
+        &self,
+        specs: Vec<GrantSpec>,
+        keys: &[KeyConfig],
+        names: &[String],
+        buckets: &[BucketWant],
+    ) -> Result<Vec<GrantWant>, ConfigError> {
+        let mut grants: Vec<GrantWant> = Vec::new();
+        for g in specs {
+            let key = keys
+                .iter()
+                .zip(names)
+                .find(|(k, name)| k.id == g.key.value || **name == g.key.value)
+                .map(|(k, _)| k)
+                .ok_or_else(|| {
+                    self.err(&g.key, format!("grant names key `{}`, which is not declared under `keys`", g.key.value))
+                })?;
+            let bucket = buckets
+                .iter()
+                .find(|b| b.name == g.bucket.value || b.aliases.contains(&g.bucket.value))
+                .ok_or_else(|| {
+                    self.err(
+                        &g.bucket,
+                        format!("grant names bucket `{}`, which is not declared under `buckets`", g.bucket.value),
+                    )
+                })?;
+            let mut permissions = Permissions::default();
+            for p in &g.permissions {
+                match p.value.as_str() {
+                    "read" => permissions.read = true,
+                    "write" => permissions.write = true,
+                    "owner" => permissions.owner = true,
+                    other => {
+                        return Err(self.err(p, format!("unknown permission `{other}`: use read, write or owner")));
+                    }
+                }
+            }
+            if permissions.is_empty() {
+                return Err(self.err(&g.key, "a grant needs at least one permission (read, write, owner)"));
+            }
+            if grants.iter().any(|o| o.key_id == key.id && o.bucket == bucket.name) {
+                return Err(self.err(&g.key, format!("{} on {} is granted twice", g.key.value, bucket.name)));
+            }
+            grants.push(GrantWant { key_id: key.id.clone(), bucket: bucket.name.clone(), permissions });
+        }
+        Ok(grants)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "GK0123456789abcdef01234567";
+    const SECRET: &str = "0000000000000000000000000000000000000000000000000000000000000001";
+
+    fn template() -> RoleTemplate {
+        RoleTemplate { zone: "dc1".into(), capacity: None, tags: vec![] }
+    }
+
+    fn parse_ok(text: &str) -> Desired {
+        parse(text, "spec.yaml", Path::new("."), &template()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn parse_err(text: &str) -> String {
+        parse(text, "spec.yaml", Path::new("."), &template()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn full_spec_parses() {
+        let d = parse_ok(&format!(
+            r#"
+cluster:
+  capacity: 10GB
+  zone_redundancy: 2
+  nodes:
+    - admin_url: http://garage-1:3903
+      zone: dc1
+    - admin_url: http://garage-2:3903
+      rpc_address: garage-2.internal:3901
+      zone: dc2
+      tags: [ssd, fast]
+    - admin_url: http://garage-3:3903
+      gateway: true
+buckets:
+  - name: buildkit-cache
+    aliases: [cache]
+    quotas:
+      max_size: 50GB
+      max_objects: 1000
+  - name: artifacts
+keys:
+  - id: {KEY}
+    name: builder
+    secret: {SECRET}
+grants:
+  - key: builder
+    bucket: cache
+    permissions: [read, write]
+"#
+        ));
+        let NodesWant::Listed(nodes) = &d.cluster.nodes else { panic!("nodes") };
+        assert_eq!(nodes.len(), 3);
+        assert_eq!(nodes[0].rpc_address, "garage-1:3901");
+        assert_eq!(nodes[0].capacity, Some(10_000_000_000));
+        assert_eq!(nodes[1].rpc_address, "garage-2.internal:3901");
+        assert_eq!(nodes[1].tags, vec!["ssd", "fast"]);
+        assert!(nodes[2].gateway);
+        assert_eq!(d.cluster.zone_redundancy, Some(ZoneRedundancy::AtLeast(2)));
+        assert_eq!(d.buckets[0].quotas, Some(Quotas { max_size: Some(50_000_000_000), max_objects: Some(1000) }));
+        assert_eq!(d.buckets[0].aliases, vec!["cache"]);
+        assert_eq!(d.keys[0].name, "builder");
+        assert_eq!(
+            d.grants,
+            vec![GrantWant {
+                key_id: KEY.into(),
+                bucket: "buildkit-cache".into(),
+                permissions: Permissions { read: true, write: true, owner: false }
+            }]
+        );
+    }
+
+    #[test]
+    fn empty_spec_is_today_single_node_cluster_with_nothing_else() {
+        let d = parse_ok("{}");
+        assert!(matches!(d.cluster.nodes, NodesWant::Auto));
+        assert!(d.buckets.is_empty() && d.keys.is_empty() && d.grants.is_empty());
+    }
+
+    #[test]
+    fn errors_carry_line_and_column() {
+        let e = parse_err("buckets:\n  - name: ok-bucket\n    colour: blue\n");
+        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("colour"), "{e}");
+
+        let e = parse_err("buckets:\n  - name: Bad_Name\n");
+        assert!(e.starts_with("invalid spec spec.yaml, line 2, column 11"), "{e}");
+        assert!(e.contains("contains `B`"), "{e}");
+
+        let e = parse_err("keys:\n  - id: 12\n    secret: abc\n");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_are_refused() {
+        let e = parse_err("buckets: yes\n");
+        assert!(e.contains("line 1"), "{e}");
+        let e = parse_err("cluster:\n  expected_nodes: three\n");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn duplicates_and_dangling_references_are_refused() {
+        let e = parse_err("buckets:\n  - name: aaa\n  - name: aaa\n");
+        assert!(e.contains("line 3") && e.contains("declared twice"), "{e}");
+        let e =
+            parse_err("buckets:\n  - name: aaa\ngrants:\n  - key: nobody\n    bucket: aaa\n    permissions: [read]\n");
+        assert!(e.contains("line 4") && e.contains("not declared under `keys`"), "{e}");
+        let e = parse_err(&format!(
+            "keys:\n  - id: {KEY}\n    secret: {SECRET}\ngrants:\n  - key: {KEY}\n    bucket: nope\n    permissions: [read]\n"
+        ));
+        assert!(e.contains("line 6") && e.contains("not declared under `buckets`"), "{e}");
+    }
+
+    #[test]
+    fn key_formats_are_checked_without_echoing_secrets() {
+        let e = parse_err("keys:\n  - id: GK12\n    secret: abc\n");
+        assert!(e.contains("line 2") && e.contains("26 in all"), "{e}");
+        let e = parse_err(&format!("keys:\n  - id: {KEY}\n    secret: not-a-real-secret\n"));
+        assert!(e.contains("line 3") && !e.contains("not-a-real-secret"), "{e}");
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused_fast() {
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 0..12 {
+            let prev = if i == 0 { "a".to_string() } else { format!("b{}", i - 1) };
+            bomb.push_str(&format!("b{i}: &b{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+        }
+        let started = std::time::Instant::now();
+        assert!(parse(&bomb, "bomb.yaml", Path::new("."), &template()).is_err());
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert!(parse(&deep, "deep.yaml", Path::new("."), &template()).is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn oversized_files_are_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.yaml");
+        std::fs::write(&path, "#".repeat(MAX_SPEC_BYTES as usize + 1)).unwrap();
+        let e = load(&path, &template()).unwrap_err().to_string();
+        assert!(e.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn secret_files_are_relative_to_the_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key.secret"), format!("{SECRET}\n")).unwrap();
+        let path = dir.path().join("spec.yaml");
+        std::fs::write(&path, format!("keys:\n  - id: {KEY}\n    secret_file: key.secret\n")).unwrap();
+        let d = load(&path, &template()).unwrap();
+        assert_eq!(d.keys[0].secret.expose(), SECRET);
+    }
+
+    #[test]
+    fn node_capacity_defaults_to_its_disk_and_gateways_have_none() {
+        let d = parse_ok("cluster:\n  nodes:\n    - admin_url: http://a:3903\n");
+        let NodesWant::Listed(nodes) = &d.cluster.nodes else { panic!("nodes") };
+        assert_eq!((nodes[0].capacity, nodes[0].gateway), (None, false));
+        let e =
+            parse_err("cluster:\n  nodes:\n    - admin_url: http://a:3903\n      gateway: true\n      capacity: 1GB\n");
+        assert!(e.contains("gateway node has no capacity"), "{e}");
+    }
+}
