@@ -56,6 +56,12 @@ impl Stack {
         stack
     }
 
+    /// Adds one of the repository's compose files, after compose.yaml.
+    pub fn with_repo_file(mut self, name: &str) -> Self {
+        self.overrides.push(repo_root().join(name));
+        self
+    }
+
     /// Adds a compose override file with the given YAML.
     pub fn with_override(mut self, yaml: &str) -> Self {
         let path = self._dir.path().join(format!("override-{}.yaml", self.overrides.len()));
