@@ -584,4 +584,22 @@ grants:
             parse_err("cluster:\n  nodes:\n    - admin_url: http://a:3903\n      gateway: true\n      capacity: 1GB\n");
         assert!(e.contains("gateway node has no capacity"), "{e}");
     }
+
+    #[test]
+    fn the_readme_example_is_a_valid_spec() {
+        let readme = include_str!("../README.md");
+        let section = &readme[readme.find("## More than one node").expect("README section")..];
+        let start = section.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
+        let example = &section[start..start + section[start..].find("```").unwrap()];
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("secrets")).unwrap();
+        for name in ["buildkit-key", "ci-reader"] {
+            std::fs::write(dir.path().join("secrets").join(name), format!("{SECRET}\n")).unwrap();
+        }
+        let d = parse(example, "README.md", dir.path(), &template()).unwrap_or_else(|e| panic!("{e}"));
+        let NodesWant::Listed(nodes) = &d.cluster.nodes else { panic!("nodes") };
+        assert_eq!(nodes.len(), 4);
+        assert!(nodes[3].gateway);
+        assert_eq!((d.buckets.len(), d.keys.len(), d.grants.len()), (2, 2, 2));
+    }
 }
