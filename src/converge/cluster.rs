@@ -83,11 +83,12 @@ async fn wait_for_listed(
 ) -> Result<Gathered, Error> {
     let mut waiter = Waiter::new(&ctx.describe("cluster membership"), ctx.progress);
     loop {
-        let observed = super::ready::observe(ctx, want, &known).await?;
-        let up = up_ids(&observed.0);
+        let status = super::ready::cluster_status(ctx).await?;
+        let up = up_ids(&status);
         let unconnected: Vec<KnownNode> = known.iter().filter(|k| !up.contains(&k.id.as_str())).cloned().collect();
         if unconnected.is_empty() || !connect {
-            return Ok(Gathered { known, unconnected, observed });
+            let layout = super::ready::layout_for(ctx, &status, want, &known).await?;
+            return Ok(Gathered { known, unconnected, observed: (status, layout) });
         }
         let peers: Vec<String> = unconnected.iter().map(|k| format!("{}@{}", k.id, k.want.rpc_address)).collect();
         let mut failures = Vec::new();
@@ -117,10 +118,11 @@ async fn wait_for_listed(
 async fn wait_for_count(ctx: &Ctx<'_>, want: &ClusterWant, n: usize) -> Result<Gathered, Error> {
     let mut waiter = Waiter::new(&ctx.describe("cluster membership"), ctx.progress);
     loop {
-        let observed = super::ready::observe(ctx, want, &[]).await?;
-        let up = up_ids(&observed.0).len();
+        let status = super::ready::cluster_status(ctx).await?;
+        let up = up_ids(&status).len();
         if up >= n {
-            return Ok(Gathered { known: Vec::new(), unconnected: Vec::new(), observed });
+            let layout = super::ready::layout_for(ctx, &status, want, &[]).await?;
+            return Ok(Gathered { known: Vec::new(), unconnected: Vec::new(), observed: (status, layout) });
         }
         waiter.pause(&format!("{up} of {n} expected nodes up")).await;
     }

@@ -27,14 +27,29 @@ pub async fn observe(
     want: &ClusterWant,
     known: &[KnownNode],
 ) -> Result<(ClusterStatus, ClusterLayout), Error> {
+    let status = cluster_status(ctx).await?;
+    let layout = layout_for(ctx, &status, want, known).await?;
+    Ok((status, layout))
+}
+
+pub async fn cluster_status(ctx: &Ctx<'_>) -> Result<ClusterStatus, Error> {
     let status = ctx.call("Garage's admin API", || ctx.client.cluster_status()).await.map_err(|e| ctx.fail(e))?;
     tracing::debug!(layout_version = status.layout_version, nodes = status.nodes.len(), "admin API answered");
-    let layout = if needs_layout(&status, want, known) {
-        ctx.call("cluster layout", || ctx.client.cluster_layout()).await.map_err(|e| ctx.fail(e))?
+    Ok(status)
+}
+
+/// The layout to plan from: read where it matters, else as `status` shows it.
+pub async fn layout_for(
+    ctx: &Ctx<'_>,
+    status: &ClusterStatus,
+    want: &ClusterWant,
+    known: &[KnownNode],
+) -> Result<ClusterLayout, Error> {
+    if needs_layout(status, want, known) {
+        ctx.call("cluster layout", || ctx.client.cluster_layout()).await.map_err(|e| ctx.fail(e))
     } else {
-        layout_from_status(&status)
-    };
-    Ok((status, layout))
+        Ok(layout_from_status(status))
+    }
 }
 
 /// Waits until the cluster is not `unavailable` as every node garage-init
@@ -57,9 +72,14 @@ pub async fn wait_for_health(ctx: &Ctx<'_>, members: &[Member], version: u64) ->
     }
     let mut ready = vec![false; members.len()];
     loop {
+        // `/health` first: it needs no token check. The layout version is
+        // asked (with a token) only of nodes that already have quorum.
         let checks = members.iter().zip(&ready).enumerate().filter(|(_, (_, r))| !**r).map(|(i, (m, _))| async move {
             let health = m.client.health().await;
-            let status = if i == 0 { None } else { Some(m.client.cluster_status().await) };
+            let status = match &health {
+                Ok(None) if i > 0 => Some(m.client.cluster_status().await),
+                _ => None,
+            };
             (i, health, status)
         });
         let mut waiting = Vec::new();
