@@ -312,7 +312,11 @@ impl std::fmt::Debug for Run {
 /// Runs garage-init with exactly `env` (nothing inherited) and `args`.
 pub async fn garage_init(env: &[(String, String)], args: &[&str]) -> Run {
     let started = Instant::now();
-    let output: Output = tokio::process::Command::new(env!("CARGO_BIN_EXE_garage-init"))
+    // Set by cargo for integration tests (the benchmark, which shares this harness, runs its own binary).
+    let Some(bin) = option_env!("CARGO_BIN_EXE_garage-init") else {
+        panic!("garage_init() runs the binary cargo builds for integration tests");
+    };
+    let output: Output = tokio::process::Command::new(bin)
         .args(args)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

@@ -1,0 +1,475 @@
+//! Time to ready: how long after `garage server` starts the build cache is
+//! usable, with garage-init (G) and with the fastest sequence any init tool
+//! could run (the limit, L), in the same run, alternating, on a fresh Garage
+//! per sample. Also: a second run on a converged node, garage-init's peak
+//! memory and CPU time, binary and image size, the compose stack's up command
+//! next to Garage's own healthy time, and multi-node convergence.
+//!
+//! Run with `scripts/bench` (it builds what this needs); `--write` replaces the
+//! results section of BENCHMARKS.md. Options: `--samples N` (default 7),
+//! `--skip-compose`, `--skip-cluster`.
+
+#[path = "../tests/common/mod.rs"]
+#[allow(unused_imports)]
+mod common;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Garage, random_hex};
+use serde_json::{Value, json};
+
+const BUCKET: &str = "buildkit-cache";
+const KEY_ID: &str = "GK6275696c646b69742d6b6579";
+const SECRET: &str = "8924bf9b411d72127bb0de5166f7b972ddf07209fd327b11a9160efa5b8000b3";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().any(|a| a == name);
+    let samples: usize = args
+        .iter()
+        .position(|a| a == "--samples")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(7);
+    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist/garage-init");
+    assert!(bin.exists(), "{} missing: run scripts/bench (or scripts/build-static)", bin.display());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+
+    let mut out = String::new();
+    writeln!(out, "{}", machine()).unwrap();
+
+    eprintln!("bench: {samples} samples of L and G, alternating");
+    let (mut limits, mut inits) = (Vec::new(), Vec::new());
+    for i in 0..samples {
+        // Alternate which goes first, so drift of the machine hits both.
+        if i % 2 == 0 {
+            limits.push(rt.block_on(limit_sample()));
+            inits.push(init_sample(&bin));
+        } else {
+            inits.push(init_sample(&bin));
+            limits.push(rt.block_on(limit_sample()));
+        }
+        eprintln!(
+            "  sample {}: L {:.0} ms, G {:.0} ms, second run {:.1} ms",
+            i + 1,
+            ms(limits[i].done),
+            ms(inits[i].first.wall),
+            ms(inits[i].second.wall)
+        );
+    }
+    writeln!(out, "{}", fresh_table(&limits, &inits)).unwrap();
+    writeln!(out, "{}", rt.block_on(request_costs())).unwrap();
+    writeln!(out, "{}", trace(&bin)).unwrap();
+    writeln!(out, "{}", sizes(&bin)).unwrap();
+    if !flag("--skip-compose") {
+        writeln!(out, "{}", compose(samples.min(5))).unwrap();
+    }
+    if !flag("--skip-cluster") {
+        writeln!(out, "{}", cluster(&bin, samples.min(5))).unwrap();
+    }
+
+    println!("{out}");
+    if flag("--write") {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+        let doc = std::fs::read_to_string(&path).expect("BENCHMARKS.md");
+        let (begin, end) = ("<!-- results:begin -->", "<!-- results:end -->");
+        let (a, b) = (doc.find(begin).expect("begin marker"), doc.find(end).expect("end marker"));
+        let updated = format!("{}{begin}\n{out}{}", &doc[..a], &doc[b..]);
+        std::fs::write(&path, updated).unwrap();
+        eprintln!("bench: results written to {}", path.display());
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Median, min, max.
+fn stats(values: &[f64]) -> (f64, f64, f64) {
+    let mut v = values.to_vec();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    (median, v[0], v[n - 1])
+}
+
+fn row(name: &str, values: &[f64], unit: &str) -> String {
+    let (m, lo, hi) = stats(values);
+    let digits = if m < 100.0 { 1 } else { 0 };
+    format!("| {name} | {m:.digits$} {unit} | {lo:.digits$} – {hi:.digits$} |\n")
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap().trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0)))
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let garage = Command::new(common::garage_bin())
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%d %H:%M UTC")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "Run {date} on {cpu}, {cores} cores, {:.0} GiB, Linux {}; {garage}.\n",
+        mem as f64 / 1048576.0,
+        kernel.trim()
+    )
+}
+
+// ---- L: the limit ----
+
+struct Limit {
+    admin_up: Duration,
+    layout_applied: Duration,
+    healthy: Duration,
+    done: Duration,
+}
+
+/// The minimal admin sequence on a fresh node, from process start, on one
+/// persistent connection with 1 ms polling; no validation, no S3 check.
+async fn limit_sample() -> Limit {
+    let mut g = Garage::new();
+    let http = reqwest::Client::builder().pool_max_idle_per_host(1).build().unwrap();
+    let admin = g.admin_url();
+    let token = g.token.clone();
+    let post = |path: &str, body: Value| http.post(format!("{admin}/v2/{path}")).bearer_auth(&token).json(&body).send();
+    let t0 = Instant::now();
+    g.start();
+    let status: Value = loop {
+        if let Ok(r) = http.get(format!("{admin}/v2/GetClusterStatus")).bearer_auth(&token).send().await
+            && r.status() == 200
+        {
+            break r.json().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let admin_up = t0.elapsed();
+    let id = status["nodes"][0]["id"].as_str().unwrap().to_string();
+    let role = json!({"roles": [{"id": id, "zone": "dc1", "capacity": 1_000_000_000u64, "tags": []}]});
+    assert_eq!(post("UpdateClusterLayout", role).await.unwrap().status(), 200);
+    assert_eq!(post("ApplyClusterLayout", json!({"version": 1})).await.unwrap().status(), 200);
+    let layout_applied = t0.elapsed();
+    while http.get(format!("{admin}/health")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let healthy = t0.elapsed();
+    let bucket: Value = post("CreateBucket", json!({"globalAlias": BUCKET})).await.unwrap().json().await.unwrap();
+    let import = json!({"accessKeyId": KEY_ID, "secretAccessKey": SECRET, "name": "buildkit-key"});
+    assert_eq!(post("ImportKey", import).await.unwrap().status(), 200);
+    let allow = json!({"bucketId": bucket["id"], "accessKeyId": KEY_ID, "permissions": {"read": true, "write": true, "owner": true}});
+    assert_eq!(post("AllowBucketKey", allow).await.unwrap().status(), 200);
+    let done = t0.elapsed();
+    g.kill();
+    Limit { admin_up, layout_applied, healthy, done }
+}
+
+// ---- G: garage-init ----
+
+struct Usage {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kib: i64,
+}
+
+struct Init {
+    first: Usage,
+    second: Usage,
+}
+
+/// Runs garage-init and waits for it with wait4, for its own peak RSS and CPU time.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which clippy does not see
+fn run_init(bin: &Path, env: &[(String, String)], t0: Instant) -> Usage {
+    let child = Command::new(bin)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; both pointers are valid for the call.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = t0.elapsed();
+    assert_eq!(pid, child.id() as libc::pid_t);
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "garage-init failed: status {status}");
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    Usage { wall, cpu: tv(usage.ru_utime) + tv(usage.ru_stime), max_rss_kib: usage.ru_maxrss }
+}
+
+/// Pause before a second run: right after its first layout Garage is busy
+/// with background work for a moment, and a user's second run comes at the
+/// next `docker compose up`, much later.
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// G: garage-init started at the same moment as a fresh Garage, until exit 0;
+/// then, after [`SETTLE`], a second run on the converged node.
+fn init_sample(bin: &Path) -> Init {
+    let mut g = Garage::new();
+    let env = g.init_env();
+    let t0 = Instant::now();
+    g.start();
+    let first = run_init(bin, &env, t0);
+    std::thread::sleep(SETTLE);
+    let second = run_init(bin, &env, Instant::now());
+    g.kill();
+    Init { first, second }
+}
+
+fn fresh_table(l: &[Limit], g: &[Init]) -> String {
+    let f = |v: &dyn Fn(usize) -> f64| (0..l.len()).map(v).collect::<Vec<f64>>();
+    let mut t = format!("### Fresh node, from `garage server` start ({} samples each, alternating)\n\n", l.len());
+    t.push_str("| measure | median | min – max |\n|---|---|---|\n");
+    t += &row("L: admin API answers", &f(&|i| ms(l[i].admin_up)), "ms");
+    t += &row("L: layout applied", &f(&|i| ms(l[i].layout_applied)), "ms");
+    t += &row("L: `/health` 200", &f(&|i| ms(l[i].healthy)), "ms");
+    t += &row("**L: bucket, key, grant done**", &f(&|i| ms(l[i].done)), "ms");
+    t += &row("**G: garage-init exit 0** (S3 check included)", &f(&|i| ms(g[i].first.wall)), "ms");
+    t += &row("G − L (per sample pair)", &f(&|i| ms(g[i].first.wall) - ms(l[i].done)), "ms");
+    let ratio: Vec<f64> = (0..l.len()).map(|i| ms(g[i].first.wall) / ms(l[i].done)).collect();
+    let (m, lo, hi) = stats(&ratio);
+    t += &format!("| G ÷ L | {m:.2} | {lo:.2} – {hi:.2} |\n");
+    t += &row("garage-init CPU time, fresh", &f(&|i| ms(g[i].first.cpu)), "ms");
+    t += &row("garage-init peak RSS, fresh", &f(&|i| g[i].first.max_rss_kib as f64 / 1024.0), "MiB");
+    t += &row("**second run on a converged node** (2 s later): wall", &f(&|i| ms(g[i].second.wall)), "ms");
+    t += &row("second run: CPU time", &f(&|i| ms(g[i].second.cpu)), "ms");
+    t += &row("second run: peak RSS", &f(&|i| g[i].second.max_rss_kib as f64 / 1024.0), "MiB");
+    t
+}
+
+/// What one admin request costs Garage: with a token (argon2 check) and without (`/health`).
+async fn request_costs() -> String {
+    let g = Garage::started().await;
+    g.post(
+        "UpdateClusterLayout",
+        json!({"roles": [{"id": g.node_id().await, "zone": "dc1", "capacity": 1_000_000_000u64, "tags": []}]}),
+    )
+    .await
+    .unwrap();
+    g.post("ApplyClusterLayout", json!({"version": 1})).await.unwrap();
+    let http = reqwest::Client::new();
+    let (mut auth, mut open) = (Vec::new(), Vec::new());
+    for _ in 0..21 {
+        let t = Instant::now();
+        http.get(format!("{}/v2/GetClusterStatus", g.admin_url())).bearer_auth(&g.token).send().await.unwrap();
+        auth.push(ms(t.elapsed()));
+        let t = Instant::now();
+        http.get(format!("{}/health", g.admin_url())).send().await.unwrap();
+        open.push(ms(t.elapsed()));
+    }
+    let mut t = String::from("### One admin request on a converged node (21 each, same connection pool)\n\n");
+    t.push_str("| request | median | min – max |\n|---|---|---|\n");
+    t += &row("`GetClusterStatus` (token checked with argon2)", &auth, "ms");
+    t += &row("`/health` (no token)", &open, "ms");
+    t
+}
+
+/// A fresh run of garage-init with debug logs, then a second one: when each
+/// request started and what answered, from Garage's start (from the second
+/// run's start).
+fn trace(bin: &Path) -> String {
+    let mut g = Garage::new();
+    let mut env = g.init_env();
+    env.push(("RUST_LOG".into(), "garage_init=debug".into()));
+    env.push(("GARAGE_INIT_LOG_FORMAT".into(), "json".into()));
+    let fresh = traced_run(bin, &env, || g.start(), "a fresh run, ms from `garage server` start");
+    std::thread::sleep(SETTLE);
+    let second = traced_run(bin, &env, || {}, "a second run on the converged node, ms from its start");
+    g.kill();
+    fresh + "\n" + &second
+}
+
+fn traced_run(bin: &Path, env: &[(String, String)], before: impl FnOnce(), title: &str) -> String {
+    let t0_wall = std::time::SystemTime::now();
+    let t0 = Instant::now();
+    before();
+    let out = Command::new(bin).env_clear().envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
+    let total = t0.elapsed();
+    let since = |ts: &str| -> Option<f64> {
+        // 2026-11-27T23:09:35.327432Z: seconds within the day suffice for a trace of a second.
+        let time = ts.split('T').nth(1)?.trim_end_matches('Z');
+        let mut parts = time.split(':');
+        let (h, m, s): (f64, f64, f64) =
+            (parts.next()?.parse().ok()?, parts.next()?.parse().ok()?, parts.next()?.parse().ok()?);
+        let start = t0_wall.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs_f64() % 86400.0;
+        Some((h * 3600.0 + m * 60.0 + s - start) * 1000.0)
+    };
+    let mut t = format!("### Where the time goes: {title}\n\n```\n");
+    let mut retries = 0;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(e) = serde_json::from_str::<Value>(line) else { continue };
+        let at = e["timestamp"].as_str().and_then(since).unwrap_or(f64::NAN);
+        let what = match (e["message"].as_str(), e["endpoint"].as_str(), e["resource"].as_str()) {
+            (Some("retrying"), _, _) => {
+                retries += 1;
+                continue;
+            }
+            (Some("admin request"), Some(ep), _) => format!("  request {ep}"),
+            (Some("admin error"), Some(ep), _) => format!("  answer  {ep}: {}", e["status"]),
+            (Some("S3 request"), _, _) => format!("  S3 {} answered {}", e["op"].as_str().unwrap_or(""), e["status"]),
+            (_, _, Some(r)) => format!("{r} {}", e["outcome"].as_str().unwrap_or("")),
+            (Some(m), _, _) => m.to_string(),
+            _ => continue,
+        };
+        writeln!(t, "{at:7.1}  {what}").unwrap();
+    }
+    writeln!(t, "{:7.1}  exit ({retries} retried polls)\n```", ms(total)).unwrap();
+    t
+}
+
+fn sizes(bin: &Path) -> String {
+    let binary = std::fs::metadata(bin).map(|m| m.len()).unwrap_or(0);
+    let image = Command::new("docker")
+        .args(["image", "inspect", "-f", "{{.Size}}", "garage-init:local"])
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u64>().ok());
+    let image = image.map(|b| format!("{:.2} MB ({b} bytes)", b as f64 / 1e6)).unwrap_or_else(|| "not built".into());
+    format!(
+        "### Footprint\n\n| what | size |\n|---|---|\n| static binary `dist/garage-init` | {:.2} MB ({binary} bytes) |\n| image `garage-init:local` | {image} |\n",
+        binary as f64 / 1e6
+    )
+}
+
+// ---- compose ----
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker").args(args).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Seconds since midnight UTC of an RFC 3339 timestamp (Docker's), or of now.
+fn day_secs(ts: Option<&str>) -> f64 {
+    match ts {
+        Some(ts) => {
+            let time = ts.split('T').nth(1).unwrap_or("0:0:0").trim_end_matches('Z');
+            let p: Vec<f64> = time.split(':').map(|x| x.parse().unwrap_or(0.0)).collect();
+            p[0] * 3600.0 + p[1] * 60.0 + p[2]
+        }
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() % 86400.0,
+    }
+}
+
+/// `docker compose up -d --wait` from nothing to ready, next to the moment
+/// Garage's own healthcheck first passed in the same run (from the
+/// container's health log, so nothing polls Docker while `up` runs).
+fn compose(samples: usize) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (mut up, mut healthy, mut init_done) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..samples {
+        let project = format!("bench-{}", random_hex(3));
+        let file = format!("{root}/compose.yaml");
+        let start = day_secs(None);
+        let t0 = Instant::now();
+        let (ok, out) = docker(&[
+            "compose",
+            "-p",
+            &project,
+            "-f",
+            &file,
+            "up",
+            "-d",
+            "--wait",
+            "--pull",
+            "never",
+            "--scale",
+            "registry-ui=0",
+        ]);
+        let up_done = t0.elapsed();
+        assert!(ok, "compose up failed in {project}: {out}");
+        let health = docker(&["inspect", "-f", "{{json .State.Health.Log}}", &format!("{project}-garage-1")]).1;
+        let log: Vec<Value> = serde_json::from_str(&health).unwrap_or_default();
+        let first_ok = log.iter().find(|p| p["ExitCode"] == 0).and_then(|p| p["End"].as_str()).map(str::to_string);
+        let garage_started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &format!("{project}-garage-1")]).1;
+        let init_finished = docker(&["inspect", "-f", "{{.State.FinishedAt}}", &format!("{project}-garage-init-1")]).1;
+        init_done.push((day_secs(Some(&init_finished)) - day_secs(Some(&garage_started))) * 1000.0);
+        let garage_healthy = (day_secs(first_ok.as_deref()) - start) * 1000.0;
+        up.push(ms(up_done));
+        healthy.push(garage_healthy);
+        eprintln!("  compose sample {}: up {:.0} ms, garage healthy {garage_healthy:.0} ms", i + 1, ms(up_done));
+        let (ok, out) = docker(&["compose", "-p", &project, "-f", &file, "down", "-v", "--timeout", "5"]);
+        assert!(ok, "down failed: {out}");
+    }
+    let mut t =
+        format!("### Compose stack on the Docker engine ({samples} samples, from nothing, registry UI left out)\n\n");
+    t.push_str("| measure | median | min – max |\n|---|---|---|\n");
+    t += &row("Garage's healthcheck first passes, from `up`", &healthy, "ms");
+    t += &row("garage-init exit, from Garage's container start", &init_done, "ms");
+    t += &row("**`docker compose up -d --wait` returns**", &up, "ms");
+    let diff: Vec<f64> = up.iter().zip(&healthy).map(|(u, h)| u - h).collect();
+    t += &row("up − Garage healthy", &diff, "ms");
+    t
+}
+
+// ---- multi-node ----
+
+/// `n` configured nodes (not started) and the environment that points garage-init at them with a spec.
+fn cluster_nodes(n: usize) -> (Vec<Garage>, Vec<(String, String)>) {
+    let rf = if n >= 3 { 3 } else { 1 };
+    let first = Garage::with_replication(rf);
+    let token = first.token.clone();
+    let mut nodes = vec![first];
+    for _ in 1..n {
+        nodes.push(Garage::with_replication_and_token(rf, &token));
+    }
+    let mut spec = String::from("cluster:\n  capacity: 1GB\n  nodes:\n");
+    for (i, g) in nodes.iter().enumerate() {
+        writeln!(
+            spec,
+            "    - admin_url: {}\n      rpc_address: 127.0.0.1:{}\n      zone: dc{}",
+            g.admin_url(),
+            g.rpc_port,
+            i + 1
+        )
+        .unwrap();
+    }
+    let path = nodes[0].dir.path().join("spec.yaml");
+    std::fs::write(&path, spec).unwrap();
+    let mut env = nodes[0].init_env();
+    env.push(("GARAGE_INIT_SPEC".into(), path.display().to_string()));
+    (nodes, env)
+}
+
+/// garage-init converging `n` fresh nodes started at the same moment.
+fn cluster(bin: &Path, samples: usize) -> String {
+    let mut t = format!("### Multi-node convergence from process start ({samples} samples each)\n\n");
+    t.push_str("| nodes | replication factor | median | min – max |\n|---|---|---|---|\n");
+    for n in [1usize, 3, 5] {
+        let mut walls = Vec::new();
+        for _ in 0..samples {
+            let (mut nodes, env) = cluster_nodes(n);
+            let t0 = Instant::now();
+            for g in &mut nodes {
+                g.start();
+            }
+            walls.push(ms(run_init(bin, &env, t0).wall));
+        }
+        let (m, lo, hi) = stats(&walls);
+        writeln!(t, "| {n} | {} | {m:.0} ms | {lo:.0} – {hi:.0} |", if n >= 3 { 3 } else { 1 }).unwrap();
+    }
+    let (mut nodes, mut env) = cluster_nodes(3);
+    env.push(("RUST_LOG".into(), "garage_init=debug".into()));
+    env.push(("GARAGE_INIT_LOG_FORMAT".into(), "json".into()));
+    let traced = traced_run(bin, &env, || nodes.iter_mut().for_each(Garage::start), "three nodes, ms from their start");
+    t + "\n" + &traced
+}
