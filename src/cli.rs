@@ -152,7 +152,7 @@ pub struct AdminTokenArgs {
 /// The bucket and the access key that garage-init provides.
 #[derive(Debug, Clone, Args)]
 pub struct ResourceArgs {
-    /// Bucket to create (global alias).
+    /// The bucket, by its global alias (apply creates it when missing).
     #[arg(
         long,
         env = "GARAGE_INIT_BUCKET",
@@ -162,7 +162,7 @@ pub struct ResourceArgs {
     )]
     pub bucket: String,
 
-    /// Name given to the access key.
+    /// Name given to the access key when apply imports it.
     #[arg(
         long,
         env = "GARAGE_INIT_KEY_NAME",

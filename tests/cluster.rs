@@ -363,3 +363,63 @@ async fn bad_specs_fail_with_line_and_column_before_any_network_call() {
     }
     assert!(listener.accept().is_err(), "garage-init connected despite an invalid spec");
 }
+
+#[tokio::test]
+async fn a_changed_role_is_drift_until_layout_changes_are_allowed() {
+    let g = started(3).await;
+    let original = spec(&(cluster_yaml(&[&g[0], &g[1], &g[2]]) + RESOURCES));
+    assert_eq!(garage_init(&env_for(&g[0], &original), &[]).await.code, 0);
+    let third = g[2].node_id().await;
+
+    // The spec now wants node 3 in another zone.
+    let moved = spec(&(cluster_yaml(&[&g[0], &g[1]]) + &node_yaml(&g[2], "dc9") + RESOURCES));
+    let env = env_for(&g[0], &moved);
+    let plan = garage_init(&env, &["plan"]).await;
+    assert_eq!(plan.code, 11, "{plan:?}");
+    assert!(plan.stdout.contains("Garage has zone dc3") && plan.stdout.contains("wants zone dc9"), "{plan:?}");
+
+    let run = garage_init(&env, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("layout    drift"), "{run:?}");
+    let zone_of = |layout: &Value| {
+        layout["roles"].as_array().unwrap().iter().find(|r| r["id"] == third.as_str()).unwrap()["zone"].clone()
+    };
+    let layout = g[0].get("GetClusterLayout").await.unwrap();
+    assert_eq!((layout["version"].as_u64(), zone_of(&layout)), (Some(1), json!("dc3")), "changed without permission");
+
+    let allowed = garage_init(&env, &["--allow-layout-changes"]).await;
+    assert_eq!(allowed.code, 0, "{allowed:?}");
+    assert_eq!(allowed.outcome("layout").as_deref(), Some("updated"), "{allowed:?}");
+    let layout = g[0].get("GetClusterLayout").await.unwrap();
+    assert_eq!((layout["version"].as_u64(), zone_of(&layout)), (Some(2), json!("dc9")));
+    assert_eq!(garage_init(&env, &["plan"]).await.code, 0);
+}
+
+#[tokio::test]
+async fn expected_nodes_waits_for_the_count_and_gives_each_the_default_role() {
+    let g = started(3).await;
+    // The nodes find each other on their own here (as through bootstrap_peers): the test connects them.
+    let peers: Vec<String> = {
+        let mut p = Vec::new();
+        for node in &g[1..] {
+            p.push(format!("{}@127.0.0.1:{}", node.node_id().await, node.rpc_port));
+        }
+        p
+    };
+    let connected = g[0].call("POST", "ConnectClusterNodes", Some(json!(peers))).await.unwrap();
+    assert!(connected.as_array().unwrap().iter().all(|r| r["success"] == true), "{connected}");
+
+    let s = spec(&format!("cluster:\n  expected_nodes: 3\n  zone: dc1\n  capacity: 2GB\n{RESOURCES}"));
+    let run = garage_init(&env_for(&g[0], &s), &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let layout = g[0].get("GetClusterLayout").await.unwrap();
+    let roles = layout["roles"].as_array().unwrap();
+    assert_eq!(roles.len(), 3, "{layout}");
+    assert!(roles.iter().all(|r| r["zone"] == "dc1" && r["capacity"] == 2_000_000_000u64), "{layout}");
+
+    // Four expected, three up: the deadline, saying how many are up.
+    let four = spec(&format!("cluster:\n  expected_nodes: 4\n  zone: dc1\n  capacity: 2GB\n{RESOURCES}"));
+    let run = garage_init(&with(&env_for(&g[0], &four), "GARAGE_INIT_DEADLINE", "2s"), &[]).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("3 of 4 expected nodes up"), "{run:?}");
+}
