@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use rusty_s3::actions::{DeleteObject, GetObject, PutObject};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
@@ -124,7 +123,8 @@ fn probe_body() -> Vec<u8> {
     (0..PROBE_BYTES).map(|_| rand::random::<u8>()).collect()
 }
 
-/// Runs the PUT, GET, DELETE round trip; returns the report detail.
+/// Runs the PUT, GET, DELETE round trip, retrying what can be a moment of
+/// propagation; returns the report detail.
 pub async fn verify(
     s3_url: &Url,
     region: &str,
@@ -133,34 +133,26 @@ pub async fn verify(
     progress: &Progress,
 ) -> Result<String, Error> {
     let url = display_url(s3_url);
-    let verify_error = |reason: String, hint: String| Error::Verify { url: url.clone(), reason, hint };
-    let bucket = Bucket::new(s3_url.clone(), UrlStyle::Path, bucket_name.to_string(), region.to_string())
-        .map_err(|e| verify_error(e.to_string(), hint_for("")))?;
-    let credentials = Credentials::new(key.id.clone(), key.secret.expose().to_string());
-    let http = http_client(HeaderMap::new()).map_err(|e| verify_error(e.to_string(), hint_for("")))?;
-
-    let object = probe_object_name();
-    let body = probe_body();
-    let probe = Probe { http: &http, bucket: &bucket, credentials: &credentials, object: &object };
-
+    let verify_error = |f: Failure| {
+        let code = match &f {
+            Failure::Status { code, .. } => code.clone(),
+            _ => String::new(),
+        };
+        Error::Verify { url: url.clone(), reason: f.to_string(), hint: hint_for(&code) }
+    };
+    let http = http_client(HeaderMap::new()).map_err(|e| verify_error(Failure::Setup(e.to_string())))?;
     let mut waiter = Waiter::new(&format!("Garage's S3 API at {url}"), progress);
     let started = Instant::now();
     loop {
-        match probe.round_trip(&body).await {
-            Ok(()) => {
-                let ms = started.elapsed().as_millis();
+        match probe_once(&http, s3_url, region, bucket_name, key).await {
+            Ok((object, took)) => {
+                let ms = took.as_millis();
                 return Ok(format!("PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)", key.id));
             }
             // Waiting out a dead endpoint is the deadline's job.
             Err(Failure::Transport(reason)) => waiter.pause(&reason).await,
             Err(f) if f.may_be_propagation() && started.elapsed() < PROPAGATION_GRACE => waiter.pause(&f).await,
-            Err(f) => {
-                let code = match &f {
-                    Failure::Status { code, .. } => code.clone(),
-                    _ => String::new(),
-                };
-                return Err(verify_error(f.to_string(), hint_for(&code)));
-            }
+            Err(f) => return Err(verify_error(f)),
         }
     }
 }
@@ -193,7 +185,7 @@ impl Probe<'_> {
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| Failure::Transport(transport_reason(&e)))?;
         tracing::debug!(op, status = status.as_u16(), "S3 request");
-        if status.is_success() || (op == "DELETE" && status == StatusCode::NO_CONTENT) {
+        if status.is_success() {
             return Ok(bytes.to_vec());
         }
         let text = String::from_utf8_lossy(&bytes);

@@ -27,7 +27,6 @@ use crate::wait::{Progress, Waiter};
 
 /// How long one probe request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The shortest time given to a probe, even when `--wait` has run out.
 const MIN_REQUEST_TIME: Duration = Duration::from_millis(500);
 
@@ -217,7 +216,8 @@ pub async fn run(args: &CheckArgs, log_format: LogFormat) -> Code {
 
 /// Probes once, or with `wait`, again until everything is ready or the time is up.
 pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Report {
-    let http = http_client();
+    // Every probe is bounded by its own `limit`; the shared client adds the connect timeout.
+    let http = crate::admin::http_client(reqwest::header::HeaderMap::new()).unwrap_or_default();
     let deadline = wait.map(|w| Instant::now() + w);
     let progress = Progress::default();
     let mut waiter = Waiter::new("the registry and Garage", &progress);
@@ -232,16 +232,6 @@ pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Rep
             _ => return report,
         }
     }
-}
-
-fn http_client() -> reqwest::Client {
-    // Same shape as the admin client (no proxy discovery, no TLS), shorter timeouts.
-    reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .no_proxy()
-        .build()
-        .unwrap_or_default()
 }
 
 /// One round: the three probes concurrently, each within `limit`.
