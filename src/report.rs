@@ -66,10 +66,6 @@ impl Reporter {
         Self { format, lines: Vec::new() }
     }
 
-    pub fn lines(&self) -> &[Line] {
-        &self.lines
-    }
-
     /// Prints one resource's outcome as soon as it is known.
     pub fn record(&mut self, line: Line) {
         match self.format {

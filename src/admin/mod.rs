@@ -167,10 +167,6 @@ impl AdminClient {
         self.get("GetClusterStatus", &[]).await
     }
 
-    pub async fn cluster_health(&self) -> Result<ClusterHealth, AdminError> {
-        self.get("GetClusterHealth", &[]).await
-    }
-
     /// `GET /health`, which needs no token (and so costs Garage no password
     /// hash check): `Ok(None)` when the cluster has quorum, `Ok(Some(why))`
     /// when it answers 503 "unavailable". It computes the same status as

@@ -36,24 +36,6 @@ pub struct Partition {
     pub total: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ClusterHealth {
-    pub status: String,
-    pub connected_nodes: u64,
-    pub storage_nodes: u64,
-    pub storage_nodes_up: u64,
-    pub partitions: u64,
-    pub partitions_quorum: u64,
-}
-
-impl ClusterHealth {
-    /// `healthy` or `degraded`: every partition has a write quorum.
-    pub fn is_available(&self) -> bool {
-        self.status != "unavailable"
-    }
-}
-
 /// Answer of `GetNodeInfo?node=self`: one entry, keyed by the node's id.
 #[derive(Debug, Clone, Deserialize)]
 pub struct NodeInfoResponse {
