@@ -54,6 +54,9 @@ impl Error {
     /// What to do next, in a sentence that names a command or a setting.
     pub fn hint(&self) -> Option<String> {
         match self {
+            Self::Config(e) if e.setting.starts_with("spec ") => {
+                Some("Fix the spec and run again; the README's \"More than one node\" section has the format.".into())
+            }
             Self::Config(_) => Some("Fix the setting and run again; see `garage-init --help`.".into()),
             Self::Auth { .. } => Some(
                 "Compare the token (--admin-token, GARAGE_INIT_ADMIN_TOKEN or GARAGE_INIT_ADMIN_TOKEN_FILE) \
@@ -68,10 +71,14 @@ impl Error {
             Self::Conflict { hint, .. } | Self::Verify { hint, .. } => Some(hint.clone()),
             Self::Layout { .. } => Some(
                 "Start every node of the cluster, or check replication_factor in garage.toml; \
-                 `garage status` inside the Garage container shows the layout."
+                 `docker compose exec garage /garage status` shows the nodes and the layout."
                     .into(),
             ),
-            Self::Admin(_) | Self::Interrupted => None,
+            Self::Admin(_) => Some(
+                "Run again with RUST_LOG=debug to see each request; `docker compose logs garage` shows Garage's side."
+                    .into(),
+            ),
+            Self::Interrupted => None,
         }
     }
 
@@ -120,6 +127,7 @@ mod tests {
             &url,
         );
         assert_eq!(other.code(), Code::Failure);
+        assert!(other.hint().unwrap().contains("docker compose logs garage"), "every failure names a next step");
 
         let deadline = Error::Deadline {
             deadline: Duration::from_secs(3),
