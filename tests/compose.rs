@@ -163,9 +163,7 @@ fn every_published_port_binds_to_loopback_only() {
 #[test]
 #[ignore = "needs Docker and the local images: run scripts/test"]
 fn wrong_admin_token_fails_up_with_garage_inits_auth_code() {
-    let stack = Stack::new("badtoken").with_override(
-        "services:\n  garage-init:\n    environment:\n      GARAGE_INIT_ADMIN_TOKEN: not-the-admin-token\n",
-    );
+    let stack = Stack::new("badtoken").with_override(WRONG_TOKEN_OVERRIDE);
     let up = stack.up();
     assert_ne!(up.code, 0, "{up:?}");
     let said = up.stdout.clone() + &up.stderr;

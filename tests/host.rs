@@ -410,7 +410,7 @@ mod e2e {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use super::common::stack::Stack;
+    use super::common::stack::{Stack, WRONG_TOKEN_OVERRIDE};
 
     /// Runs garage-init on the host with the stack's default addresses.
     fn host_command(args: &[&str]) -> Command {
@@ -506,9 +506,7 @@ mod e2e {
     #[test]
     #[ignore = "needs Docker and the local images: run scripts/test"]
     fn status_after_a_wrong_token_shows_exit_code_4_its_meaning_and_the_log() {
-        let stack = Stack::new("status-badtoken").with_override(
-            "services:\n  garage-init:\n    environment:\n      GARAGE_INIT_ADMIN_TOKEN: not-the-admin-token\n",
-        );
+        let stack = Stack::new("status-badtoken").with_override(WRONG_TOKEN_OVERRIDE);
         let up = stack.up();
         assert_ne!(up.code, 0, "{up:?}");
 

@@ -124,11 +124,24 @@ pub fn extra_permissions(have: Permissions, want: Permissions) -> Permissions {
     have.missing_from(want)
 }
 
+/// Drift for permissions a key has beyond its grant (never revoked).
+pub fn extra_grant_drift(have: Permissions, want: &GrantWant) -> Option<Line> {
+    let extra = extra_permissions(have, want.permissions);
+    (!extra.is_empty()).then(|| {
+        let detail = format!(
+            "{} also has {} on {}, which the spec does not grant; left as is",
+            want.key_id,
+            extra.describe(),
+            want.bucket
+        );
+        Line::new("grant", Outcome::Drift, detail)
+    })
+}
+
 pub async fn grant(ctx: &Ctx<'_>, bucket: &BucketInfo, want: &GrantWant, exhaustive: bool) -> Result<Vec<Line>, Error> {
     let (key_id, name) = (want.key_id.as_str(), want.bucket.as_str());
     let have = bucket.permissions_of(key_id);
     let missing = plan_grant(have, want.permissions);
-    let extra = extra_permissions(have, want.permissions);
     let mut lines = Vec::new();
     if missing.is_empty() {
         lines.push(Line::new("grant", Outcome::Unchanged, format!("{} for {key_id} on {name}", have.describe())));
@@ -142,12 +155,8 @@ pub async fn grant(ctx: &Ctx<'_>, bucket: &BucketInfo, want: &GrantWant, exhaust
         let detail = format!("{} for {key_id} on {name} (added {})", now.describe(), missing.describe());
         lines.push(Line::new("grant", outcome, detail));
     }
-    if exhaustive && !extra.is_empty() {
-        lines.push(Line::new(
-            "grant",
-            Outcome::Drift,
-            format!("{key_id} also has {} on {name}, which the spec does not grant; left as is", extra.describe()),
-        ));
+    if exhaustive {
+        lines.extend(extra_grant_drift(have, want));
     }
     Ok(lines)
 }

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::report::{Line, Outcome, Reporter, short_id};
 use crate::wait::Progress;
 
-use super::bucket::{describe_quotas, extra_permissions, plan_bucket, plan_grant, undeclared_grants};
+use super::bucket::{describe_quotas, extra_grant_drift, plan_bucket, plan_grant, undeclared_grants};
 use super::key::{KeyPlan, plan_key};
 use super::layout::{describe_change, plan_layout};
 use super::{Clients, Ctx, cluster, within_deadline};
@@ -127,18 +127,8 @@ pub async fn plan(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdict,
                 let detail = format!("{} for {} on {}", missing.describe(), grant.key_id, grant.bucket);
                 lines.push(Line::new("grant", outcome, detail));
             }
-            let extra = extra_permissions(have, grant.permissions);
-            if desired.exhaustive && !extra.is_empty() {
-                lines.push(Line::new(
-                    "grant",
-                    Outcome::Drift,
-                    format!(
-                        "{} also has {} on {}, which the spec does not grant; left as is",
-                        grant.key_id,
-                        extra.describe(),
-                        grant.bucket
-                    ),
-                ));
+            if desired.exhaustive {
+                lines.extend(extra_grant_drift(have, grant));
             }
         }
         if desired.exhaustive {

@@ -19,6 +19,10 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// A compose override that gives garage-init a token Garage does not have.
+pub const WRONG_TOKEN_OVERRIDE: &str =
+    "services:\n  garage-init:\n    environment:\n      GARAGE_INIT_ADMIN_TOKEN: not-the-admin-token\n";
+
 pub struct Stack {
     pub project: String,
     /// Extra compose files (overrides), after compose.yaml.
