@@ -5,6 +5,8 @@ use url::Url;
 
 use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
 use crate::config::{KeyConfig, RoleTemplate};
+/// TEMPORARY until the desired/config split lands.
+pub type KeyWant = KeyConfig;
 
 #[derive(Debug, Clone)]
 pub struct Desired {
@@ -82,5 +84,10 @@ impl Desired {
 
     pub fn key(&self, id: &str) -> Option<&KeyConfig> {
         self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// The position of the bucket named `name` (its name, not an extra alias) in `buckets`.
+    pub fn bucket_index(&self, name: &str) -> Option<usize> {
+        self.buckets.iter().position(|b| b.name == name)
     }
 }

@@ -76,11 +76,11 @@ async fn apply(args: &cli::ApplyArgs, format: LogFormat) -> Result<Code, Error> 
 }
 
 async fn plan(args: &cli::ApplyArgs, format: LogFormat) -> Result<Code, Error> {
-    use converge::plan::Verdict;
+    use converge::Verdict;
     let cfg = ApplyConfig::from_args(args)?;
     let mut reporter = Reporter::new(format);
     let verdict = tokio::select! {
-        result = converge::plan::plan(&cfg, &mut reporter) => result?,
+        result = converge::preview(&cfg, &mut reporter) => result?,
         () = shutdown_signal() => return Err(Error::Interrupted),
     };
     Ok(match verdict {

@@ -21,6 +21,8 @@ pub enum Outcome {
     Passed,
     /// Garage differs from the wanted state in a way garage-init leaves alone.
     Drift,
+    /// Worth attention, but no reason to fail (a listed node is down but holds its role).
+    Warning,
     /// `plan`: apply would create this.
     ToCreate,
     /// `plan`: apply would change this.
@@ -35,6 +37,7 @@ impl fmt::Display for Outcome {
             Self::Unchanged => "unchanged",
             Self::Passed => "passed",
             Self::Drift => "drift",
+            Self::Warning => "warning",
             Self::ToCreate => "create",
             Self::ToUpdate => "update",
         })
@@ -88,9 +91,11 @@ impl Reporter {
         self.lines.iter().filter(|l| l.outcome == outcome).count()
     }
 
-    /// The closing line of `apply`: how long, and what changed.
-    pub fn finish(&self, elapsed: Duration, requests: u32, mutations: u32) {
+    /// The closing line of `apply`: how long, what changed, and what it cost
+    /// (admin requests sent; changes Garage made: one per created or updated line).
+    pub fn finish(&self, elapsed: Duration, requests: u32) {
         let (created, updated) = (self.count(Outcome::Created), self.count(Outcome::Updated));
+        let changes_made = created + updated;
         let mut changes = if created + updated == 0 {
             "nothing changed".to_string()
         } else {
@@ -100,13 +105,17 @@ impl Reporter {
         if drift > 0 {
             changes.push_str(&format!(", {drift} drift left as is"));
         }
+        let warnings = self.count(Outcome::Warning);
+        if warnings > 0 {
+            changes.push_str(&format!(", {warnings} warning{}", if warnings == 1 { "" } else { "s" }));
+        }
         let ms = elapsed.as_millis() as u64;
         match self.format {
             LogFormat::Text => {
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(
                     out,
-                    "garage-init: converged in {ms} ms: {changes} ({requests} admin requests, {mutations} changing)"
+                    "garage-init: converged in {ms} ms: {changes} ({requests} admin requests, {changes_made} changes)"
                 );
             }
             LogFormat::Json => tracing::info!(
@@ -117,7 +126,7 @@ impl Reporter {
                 unchanged = self.count(Outcome::Unchanged),
                 drift,
                 admin_requests = requests,
-                admin_mutations = mutations,
+                changes = changes_made,
                 "converged"
             ),
         }

@@ -3,8 +3,9 @@
 //! signed with AWS SigV4 (presigned, path-style URLs from rusty-s3) and sent
 //! with the same plain-HTTP client as the admin calls.
 //!
-//! [`verify`] retries until the key works (apply's last step);
-//! [`probe_once`] makes a single attempt and returns why it failed (`check`).
+//! [`Prover`] is apply's last step, [`probe_once`] the single attempt of
+//! `check`; both return why a round trip failed, and the caller decides
+//! whether to wait.
 
 use std::time::Duration;
 
@@ -15,16 +16,15 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::admin::{http_client, transport_reason};
-use crate::config::KeyConfig;
+use crate::desired::KeyWant;
 use crate::error::{Error, display_url};
-use crate::wait::{Progress, Waiter};
 
 /// How long presigned URLs stay valid; each is used at once.
 const SIGNATURE_TTL: Duration = Duration::from_secs(300);
 /// S3 answers that can be a moment of propagation rather than a real
 /// failure (another node has not seen the new key or bucket yet) are
 /// retried for this long before they count.
-const PROPAGATION_GRACE: Duration = Duration::from_secs(15);
+pub const PROPAGATION_GRACE: Duration = Duration::from_secs(15);
 const PROBE_BYTES: usize = 1024;
 
 /// Why one round trip failed.
@@ -65,7 +65,8 @@ impl Failure {
         }
     }
 
-    fn may_be_propagation(&self) -> bool {
+    /// An answer that another node not yet aware of a new key or bucket gives.
+    pub fn may_be_propagation(&self) -> bool {
         match self {
             Self::Transport(_) => true,
             Self::Status { status, code, .. } => {
@@ -103,7 +104,7 @@ pub async fn probe_once(
     s3_url: &Url,
     region: &str,
     bucket_name: &str,
-    key: &KeyConfig,
+    key: &KeyWant,
 ) -> Result<(String, Duration), Failure> {
     let bucket = Bucket::new(s3_url.clone(), UrlStyle::Path, bucket_name.to_string(), region.to_string())
         .map_err(|e| Failure::Setup(e.to_string()))?;
@@ -123,38 +124,33 @@ fn probe_body() -> Vec<u8> {
     (0..PROBE_BYTES).map(|_| rand::random::<u8>()).collect()
 }
 
-/// Runs the PUT, GET, DELETE round trip, retrying what can be a moment of
-/// propagation; returns the report detail.
-pub async fn verify(
-    s3_url: &Url,
-    region: &str,
-    bucket_name: &str,
-    key: &KeyConfig,
-    progress: &Progress,
-) -> Result<String, Error> {
-    let url = display_url(s3_url);
-    let verify_error = |f: Failure| {
-        let code = match &f {
-            Failure::Status { code, .. } => code.clone(),
-            _ => String::new(),
-        };
-        Error::Verify { url: url.clone(), reason: f.to_string(), hint: hint_for(&code) }
-    };
-    let http = http_client(HeaderMap::new()).map_err(|e| verify_error(Failure::Setup(e.to_string())))?;
-    let mut waiter = Waiter::new(&format!("Garage's S3 API at {url}"), progress);
-    let started = Instant::now();
-    loop {
-        match probe_once(&http, s3_url, region, bucket_name, key).await {
-            Ok((object, took)) => {
-                let ms = took.as_millis();
-                return Ok(format!("PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)", key.id));
-            }
-            // Waiting out a dead endpoint is the deadline's job.
-            Err(Failure::Transport(reason)) => waiter.pause(&reason).await,
-            Err(f) if f.may_be_propagation() && started.elapsed() < PROPAGATION_GRACE => waiter.pause(&f).await,
-            Err(f) => return Err(verify_error(f)),
-        }
+/// The proof `apply` makes: one round trip per call, with one HTTP client
+/// for the run. Retrying is the caller's: it decides between waiting,
+/// observing Garage again, and giving up.
+pub struct Prover {
+    http: reqwest::Client,
+    s3_url: Url,
+    region: String,
+}
+
+impl Prover {
+    pub fn new(s3_url: &Url, region: &str) -> Result<Self, Failure> {
+        let http = http_client(HeaderMap::new()).map_err(|e| Failure::Setup(e.to_string()))?;
+        Ok(Self { http, s3_url: s3_url.clone(), region: region.to_string() })
     }
+
+    /// One PUT, GET, DELETE round trip; returns the report detail.
+    pub async fn prove(&self, bucket_name: &str, key: &KeyWant) -> Result<String, Failure> {
+        let (object, took) = probe_once(&self.http, &self.s3_url, &self.region, bucket_name, key).await?;
+        let ms = took.as_millis();
+        Ok(format!("PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)", key.id))
+    }
+}
+
+/// The error a failed proof ends a run with.
+pub fn verify_error(s3_url: &Url, failure: Failure) -> Error {
+    let code = failure.s3_code().unwrap_or_default().to_string();
+    Error::Verify { url: display_url(s3_url), reason: failure.to_string(), hint: hint_for(&code) }
 }
 
 struct Probe<'a> {

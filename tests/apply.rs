@@ -72,7 +72,7 @@ async fn second_run_changes_nothing() {
         assert_eq!(run.outcome(resource).as_deref(), Some("unchanged"), "{resource}: {run:?}");
     }
     assert!(run.stdout.contains("nothing changed"), "{run:?}");
-    assert!(run.stdout.contains(" 0 changing)"), "{run:?}");
+    assert!(run.stdout.contains(" 0 changes)"), "{run:?}");
 
     assert_eq!(snapshot(&g).await, before, "bucket id, creation times or layout version changed");
     let counts_after = g.admin_request_counts().await;

@@ -81,7 +81,7 @@ fn garage_init_run_again_changes_nothing() {
         let want = if resource == "s3 check" { "passed" } else { "unchanged" };
         assert_eq!(outcome, want, "{resource}: {run:?}");
     }
-    assert!(run.stdout.contains("nothing changed (") && run.stdout.contains(" admin requests, 0 changing)"), "{run:?}");
+    assert!(run.stdout.contains("nothing changed (") && run.stdout.contains(" admin requests, 0 changes)"), "{run:?}");
 }
 
 #[test]

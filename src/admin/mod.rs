@@ -71,8 +71,7 @@ impl AdminError {
 pub struct AdminClient {
     http: reqwest::Client,
     base: Url,
-    /// Requests that change Garage's state, counted for the final report.
-    mutations: AtomicU32,
+    /// Requests sent, counted for the final report.
     requests: AtomicU32,
 }
 
@@ -96,16 +95,16 @@ impl AdminClient {
             endpoint: "configuration",
             reason: format!("cannot build the HTTP client: {e}"),
         })?;
-        Ok(Self { http, base, mutations: AtomicU32::new(0), requests: AtomicU32::new(0) })
+        Ok(Self { http, base, requests: AtomicU32::new(0) })
     }
 
     pub fn base_url(&self) -> &Url {
         &self.base
     }
 
-    /// `(requests, mutating requests)` sent so far.
-    pub fn counts(&self) -> (u32, u32) {
-        (self.requests.load(Ordering::Relaxed), self.mutations.load(Ordering::Relaxed))
+    /// Requests sent so far, `/health` included.
+    pub fn requests(&self) -> u32 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     async fn call<T: DeserializeOwned>(
@@ -125,9 +124,6 @@ impl AdminClient {
             request = request.header("content-type", "application/json").body(json);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if method == Method::POST {
-            self.mutations.fetch_add(1, Ordering::Relaxed);
-        }
         tracing::debug!(endpoint, "admin request");
         let response =
             request.send().await.map_err(|e| AdminError::Transport { endpoint, reason: transport_reason(&e) })?;

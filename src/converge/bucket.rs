@@ -1,15 +1,15 @@
-//! Buckets, found by their global alias and created when missing, with their
-//! extra aliases and quotas; and grants, the permissions of keys on buckets,
-//! added only where missing. Nothing is ever revoked or deleted: a grant or
-//! quota in Garage that the spec does not declare is reported as drift.
+//! Bucket and grant decisions (pure): a bucket is found by its global alias
+//! and created when missing, with its extra aliases and quotas; grants, the
+//! permissions of keys on buckets, are added only where missing. Nothing is
+//! ever revoked or deleted: a grant or quota in Garage that the spec does
+//! not declare is reported as drift, an alias naming another bucket is a
+//! conflict.
 
 use crate::admin::types::{BucketInfo, Permissions, Quotas};
 use crate::desired::{BucketWant, GrantWant};
-use crate::error::Error;
 use crate::report::{Line, Outcome, human_bytes, short_id};
-use crate::wait::Waiter;
 
-use super::{Ctx, Start};
+use super::plan::Conflict;
 
 /// "max size 50.0 GB, max objects 1000" or "no quotas".
 pub fn describe_quotas(q: Quotas) -> String {
@@ -19,21 +19,42 @@ pub fn describe_quotas(q: Quotas) -> String {
     if parts.is_empty() { "no quotas".into() } else { parts.join(", ") }
 }
 
-/// Bucket changes besides creation: missing aliases, different quotas, and
-/// quotas the spec does not declare (drift, left alone).
+/// A wanted alias that already names another bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasElsewhere {
+    pub alias: String,
+    pub bucket_id: String,
+}
+
+/// What one bucket needs: creation, missing aliases, other quotas; and the
+/// drift and conflicts left alone.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct BucketPlan {
+    pub create: bool,
     pub add_aliases: Vec<String>,
     pub set_quotas: Option<Quotas>,
     pub drift: Vec<String>,
+    pub conflicts: Vec<Conflict>,
 }
 
-pub fn plan_bucket(have: &BucketInfo, want: &BucketWant, exhaustive: bool) -> BucketPlan {
-    let mut plan = BucketPlan {
-        add_aliases: want.aliases.iter().filter(|a| !have.global_aliases.contains(a)).cloned().collect(),
-        ..BucketPlan::default()
-    };
-    let current = have.quotas.unwrap_or_default();
+pub fn plan_bucket(
+    found: Option<&BucketInfo>,
+    elsewhere: &[AliasElsewhere],
+    want: &BucketWant,
+    exhaustive: bool,
+) -> BucketPlan {
+    let mut plan = BucketPlan { create: found.is_none(), ..BucketPlan::default() };
+    let has = |alias: &String| found.is_some_and(|b| b.global_aliases.contains(alias));
+    for alias in want.aliases.iter().filter(|a| !has(a)) {
+        match elsewhere.iter().find(|e| &e.alias == alias) {
+            Some(e) => plan.conflicts.push(Conflict {
+                message: format!("alias {alias} already names another bucket (id {})", short_id(&e.bucket_id)),
+                hint: format!("garage-init never moves an alias. Remove `{alias}` from the spec, or move it yourself."),
+            }),
+            None => plan.add_aliases.push(alias.clone()),
+        }
+    }
+    let current = found.and_then(|b| b.quotas).unwrap_or_default();
     match want.quotas {
         Some(q) if q != current => plan.set_quotas = Some(q),
         None if exhaustive && current != Quotas::default() => plan.drift.push(format!(
@@ -44,74 +65,6 @@ pub fn plan_bucket(have: &BucketInfo, want: &BucketWant, exhaustive: bool) -> Bu
         _ => {}
     }
     plan
-}
-
-pub async fn converge(
-    ctx: &Ctx<'_>,
-    want: &BucketWant,
-    exhaustive: bool,
-    start: Start<BucketInfo>,
-) -> Result<(BucketInfo, Vec<Line>), Error> {
-    let name = want.name.as_str();
-    let (mut bucket, created) = ensure_exists(ctx, name, start).await?;
-    let plan = plan_bucket(&bucket, want, exhaustive);
-    let mut changes = Vec::new();
-    for alias in &plan.add_aliases {
-        // An alias naming another bucket is a conflict, not something to move.
-        if let Some(other) = ctx.call("bucket", || ctx.client.bucket_by_alias(alias)).await.map_err(|e| ctx.fail(e))?
-            && other.id != bucket.id
-        {
-            return Err(Error::Conflict {
-                message: format!("alias {alias} already names another bucket (id {})", short_id(&other.id)),
-                hint: format!("garage-init never moves an alias. Remove `{alias}` from the spec, or move it yourself."),
-            });
-        }
-        bucket =
-            ctx.call("bucket", || ctx.client.add_bucket_alias(&bucket.id, alias)).await.map_err(|e| ctx.fail(e))?;
-        changes.push(format!("alias {alias}"));
-    }
-    if let Some(q) = plan.set_quotas {
-        bucket = ctx.call("bucket", || ctx.client.set_bucket_quotas(&bucket.id, q)).await.map_err(|e| ctx.fail(e))?;
-        changes.push(describe_quotas(q));
-    }
-    let label = format!("{name} (id {})", short_id(&bucket.id));
-    let line = match (created, changes.is_empty()) {
-        (true, true) => Line::new("bucket", Outcome::Created, label),
-        (true, false) => Line::new("bucket", Outcome::Created, format!("{label}: {}", changes.join(", "))),
-        (false, true) => Line::new("bucket", Outcome::Unchanged, label),
-        (false, false) => Line::new("bucket", Outcome::Updated, format!("{label}: {}", changes.join(", "))),
-    };
-    let lines = std::iter::once(line).chain(plan.drift.into_iter().map(|d| Line::new("bucket", Outcome::Drift, d)));
-    Ok((bucket, lines.collect()))
-}
-
-/// Finds the bucket by its global alias, or creates it. `true` when created.
-async fn ensure_exists(ctx: &Ctx<'_>, name: &str, start: Start<BucketInfo>) -> Result<(BucketInfo, bool), Error> {
-    let mut waiter = Waiter::new(&ctx.describe("bucket"), ctx.progress);
-    let mut create_attempted = false;
-    let mut known = match start {
-        Start::Known(found) => Some(found),
-        Start::Read => None,
-    };
-    loop {
-        let found = match known.take() {
-            Some(found) => found,
-            None => ctx.call("bucket", || ctx.client.bucket_by_alias(name)).await.map_err(|e| ctx.fail(e))?,
-        };
-        if let Some(bucket) = found {
-            return Ok((bucket, create_attempted));
-        }
-        match ctx.client.create_bucket(name).await {
-            Ok(bucket) => return Ok((bucket, true)),
-            // A concurrent run created it between our read and our create.
-            Err(e) if e.is_conflict() => tracing::debug!(bucket = name, "bucket created concurrently"),
-            Err(e) if e.is_transient() => {
-                create_attempted = true;
-                waiter.pause(&e).await;
-            }
-            Err(e) => return Err(ctx.fail(e)),
-        }
-    }
 }
 
 /// What to grant: the wanted permissions the key does not have yet.
@@ -136,29 +89,6 @@ pub fn extra_grant_drift(have: Permissions, want: &GrantWant) -> Option<Line> {
         );
         Line::new("grant", Outcome::Drift, detail)
     })
-}
-
-pub async fn grant(ctx: &Ctx<'_>, bucket: &BucketInfo, want: &GrantWant, exhaustive: bool) -> Result<Vec<Line>, Error> {
-    let (key_id, name) = (want.key_id.as_str(), want.bucket.as_str());
-    let have = bucket.permissions_of(key_id);
-    let missing = plan_grant(have, want.permissions);
-    let mut lines = Vec::new();
-    if missing.is_empty() {
-        lines.push(Line::new("grant", Outcome::Unchanged, format!("{} for {key_id} on {name}", have.describe())));
-    } else {
-        let after = ctx
-            .call("bucket permissions", || ctx.client.allow_bucket_key(&bucket.id, key_id, missing))
-            .await
-            .map_err(|e| ctx.fail(e))?;
-        let now = after.permissions_of(key_id);
-        let outcome = if have.is_empty() { Outcome::Created } else { Outcome::Updated };
-        let detail = format!("{} for {key_id} on {name} (added {})", now.describe(), missing.describe());
-        lines.push(Line::new("grant", outcome, detail));
-    }
-    if exhaustive {
-        lines.extend(extra_grant_drift(have, want));
-    }
-    Ok(lines)
 }
 
 /// Keys with permissions on a declared bucket but no grant in the spec.
@@ -217,22 +147,33 @@ mod tests {
     #[test]
     fn missing_aliases_and_other_quotas_are_planned() {
         let q = Quotas { max_size: Some(1_000_000), max_objects: Some(10) };
-        let plan = plan_bucket(&bucket(&["cache"], None), &want(&["cache", "extra"], Some(q)), true);
+        let plan = plan_bucket(Some(&bucket(&["cache"], None)), &[], &want(&["cache", "extra"], Some(q)), true);
         assert_eq!(plan.add_aliases, vec!["extra"]);
         assert_eq!(plan.set_quotas, Some(q));
         assert_eq!(
-            plan_bucket(&bucket(&["cache", "extra"], Some(q)), &want(&["extra"], Some(q)), true),
+            plan_bucket(Some(&bucket(&["cache", "extra"], Some(q))), &[], &want(&["extra"], Some(q)), true),
             BucketPlan::default()
         );
+        let fresh = plan_bucket(None, &[], &want(&["extra"], Some(q)), true);
+        assert!(fresh.create);
+        assert_eq!((fresh.add_aliases, fresh.set_quotas), (vec!["extra".to_string()], Some(q)));
+    }
+
+    #[test]
+    fn an_alias_naming_another_bucket_is_a_conflict_not_a_move() {
+        let elsewhere = [AliasElsewhere { alias: "extra".into(), bucket_id: "c".repeat(64) }];
+        let plan = plan_bucket(Some(&bucket(&["cache"], None)), &elsewhere, &want(&["extra"], None), true);
+        assert!(plan.add_aliases.is_empty());
+        assert!(plan.conflicts[0].message.contains("alias extra already names another bucket"), "{plan:?}");
     }
 
     #[test]
     fn undeclared_quotas_are_drift_only_for_a_spec() {
         let q = Quotas { max_size: None, max_objects: Some(10) };
-        let plan = plan_bucket(&bucket(&["cache"], Some(q)), &want(&[], None), true);
+        let plan = plan_bucket(Some(&bucket(&["cache"], Some(q))), &[], &want(&[], None), true);
         assert_eq!(plan.set_quotas, None);
         assert!(plan.drift[0].contains("max objects 10"), "{:?}", plan.drift);
-        assert!(plan_bucket(&bucket(&["cache"], Some(q)), &want(&[], None), false).drift.is_empty());
+        assert!(plan_bucket(Some(&bucket(&["cache"], Some(q))), &[], &want(&[], None), false).drift.is_empty());
     }
 
     #[test]

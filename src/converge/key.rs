@@ -1,24 +1,22 @@
-//! The access key: imported with its fixed id and secret when Garage does not
-//! have it. A key with another secret, an expired key, or an id Garage burned
-//! by deleting it is a conflict: reported, never overwritten or deleted.
+//! Access key decisions (pure): import the key with its fixed id and secret
+//! when Garage does not have it. A key with another secret, an expired key,
+//! or an id Garage burned by deleting it is a conflict: reported, never
+//! overwritten or deleted.
 
 use crate::admin::types::KeyInfo;
-use crate::config::KeyConfig;
-use crate::error::Error;
-use crate::report::{Line, Outcome};
-use crate::wait::Waiter;
+use crate::desired::KeyWant;
 
-use super::{Ctx, Start};
+use super::plan::Conflict;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum KeyPlan {
     Import,
     Rename { from: String },
     Unchanged,
-    Conflict { message: String, hint: String },
+    Conflict(Conflict),
 }
 
-pub fn plan_key(found: Option<&KeyInfo>, want: &KeyConfig) -> KeyPlan {
+pub fn plan_key(found: Option<&KeyInfo>, want: &KeyWant) -> KeyPlan {
     let Some(key) = found else {
         return KeyPlan::Import;
     };
@@ -26,23 +24,23 @@ pub fn plan_key(found: Option<&KeyInfo>, want: &KeyConfig) -> KeyPlan {
     match &key.secret_access_key {
         Some(secret) if secret == &want.secret => {}
         _ => {
-            return KeyPlan::Conflict {
+            return KeyPlan::Conflict(Conflict {
                 message: format!("access key {id} exists in Garage with a different secret"),
                 hint: format!(
                     "garage-init never overwrites a key. Give the secret Garage holds \
                      (--secret-access-key-file / GARAGE_INIT_SECRET_ACCESS_KEY_FILE), or choose a new \
                      --access-key-id. Deleting the key (`garage key delete {id}`) retires its id for good."
                 ),
-            };
+            });
         }
     }
     if key.expired {
-        return KeyPlan::Conflict {
+        return KeyPlan::Conflict(Conflict {
             message: format!("access key {id} exists in Garage but has expired"),
             hint: format!(
                 "Lift the expiration with `garage key set {id} --never-expires`, then run garage-init again."
             ),
-        };
+        });
     }
     if key.name != want.name {
         return KeyPlan::Rename { from: key.name.clone() };
@@ -50,66 +48,13 @@ pub fn plan_key(found: Option<&KeyInfo>, want: &KeyConfig) -> KeyPlan {
     KeyPlan::Unchanged
 }
 
-fn deleted_id_conflict(id: &str) -> Error {
-    Error::Conflict {
+/// Garage answered 409 to importing an id that it does not list: the id was deleted.
+pub fn deleted_id_conflict(id: &str) -> Conflict {
+    Conflict {
         message: format!("access key {id} was deleted from Garage, and Garage never accepts a deleted key id again"),
         hint: "Choose a new id and secret (--access-key-id and --secret-access-key-file, or their \
                GARAGE_INIT_ variables) and give them to the key's users; `garage-init env` prints them."
             .into(),
-    }
-}
-
-/// Converges one key; returns its report line and what Garage holds for it.
-pub async fn converge(ctx: &Ctx<'_>, want: &KeyConfig, start: Start<KeyInfo>) -> Result<(Line, KeyInfo), Error> {
-    let mut waiter = Waiter::new(&ctx.describe("access key"), ctx.progress);
-    let label = format!("{} ({})", want.id, want.name);
-    let mut known = match start {
-        Start::Known(found) => Some(found),
-        Start::Read => None,
-    };
-    // Set once ImportKey answered 409: the id exists, or existed.
-    let mut import_refused = false;
-    // Set when an import was sent but its answer lost: it may have landed.
-    let mut import_sent = false;
-    loop {
-        let found = match known.take() {
-            Some(found) => found,
-            None => {
-                ctx.call("access key", || ctx.client.key_info_with_secret(&want.id)).await.map_err(|e| ctx.fail(e))?
-            }
-        };
-        let failed = match plan_key(found.as_ref(), want) {
-            KeyPlan::Unchanged => {
-                let outcome = if import_sent { Outcome::Created } else { Outcome::Unchanged };
-                let info = found.expect("an unchanged key exists");
-                return Ok((Line::new("key", outcome, label), info));
-            }
-            KeyPlan::Conflict { message, hint } => return Err(Error::Conflict { message, hint }),
-            KeyPlan::Import if import_refused => return Err(deleted_id_conflict(&want.id)),
-            KeyPlan::Import => match ctx.client.import_key(&want.id, &want.secret, &want.name).await {
-                Ok(info) => return Ok((Line::new("key", Outcome::Created, label), info)),
-                Err(e) if e.is_conflict() => {
-                    // A concurrent run imported it (the next read finds it), or it was deleted.
-                    import_refused = true;
-                    continue;
-                }
-                Err(e) => {
-                    import_sent = true;
-                    e
-                }
-            },
-            KeyPlan::Rename { from } => match ctx.client.rename_key(&want.id, &want.name).await {
-                Ok(info) => {
-                    let detail = format!("{}: renamed from \"{from}\" to \"{}\"", want.id, want.name);
-                    return Ok((Line::new("key", Outcome::Updated, detail), info));
-                }
-                Err(e) => e,
-            },
-        };
-        if !failed.is_transient() {
-            return Err(ctx.fail(failed));
-        }
-        waiter.pause(&failed).await;
     }
 }
 
@@ -118,8 +63,8 @@ mod tests {
     use super::*;
     use crate::secret::Secret;
 
-    fn want() -> KeyConfig {
-        KeyConfig {
+    fn want() -> KeyWant {
+        KeyWant {
             id: "GK6275696c646b69742d6b6579".into(),
             secret: Secret::new("a".repeat(64)),
             name: "buildkit-key".into(),
@@ -150,7 +95,7 @@ mod tests {
     #[test]
     fn other_secret_is_a_conflict_that_does_not_print_either_secret() {
         let plan = plan_key(Some(&found(&"b".repeat(64), "buildkit-key", false)), &want());
-        let KeyPlan::Conflict { message, hint } = plan else { panic!("expected a conflict") };
+        let KeyPlan::Conflict(Conflict { message, hint }) = plan else { panic!("expected a conflict") };
         assert!(message.contains("different secret"));
         for text in [&message, &hint] {
             assert!(!text.contains(&"a".repeat(64)) && !text.contains(&"b".repeat(64)));
@@ -160,7 +105,7 @@ mod tests {
     #[test]
     fn expired_key_is_a_conflict() {
         let plan = plan_key(Some(&found(&"a".repeat(64), "buildkit-key", true)), &want());
-        assert!(matches!(plan, KeyPlan::Conflict { message, .. } if message.contains("expired")));
+        assert!(matches!(plan, KeyPlan::Conflict(Conflict { message, .. }) if message.contains("expired")));
     }
 
     #[test]

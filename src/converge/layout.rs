@@ -1,19 +1,12 @@
-//! Layout: give every wanted node its role, in one staged change, and apply
-//! it. Roles already present are never changed or removed unless the spec
-//! says so and `--allow-layout-changes` is given; otherwise a difference is
-//! reported as drift. Changes an interrupted earlier run left staged are
-//! adopted and applied with ours.
+//! Layout decisions (pure): which roles to stage so that every wanted node
+//! has its role. Roles already present are never changed or removed unless
+//! the spec says so and `--allow-layout-changes` is given; otherwise a
+//! difference is reported as drift. Changes an interrupted earlier run left
+//! staged are adopted and applied with ours.
 
-use crate::admin::AdminError;
-use crate::admin::types::{
-    ClusterLayout, ClusterStatus, LayoutParameters, Role, StagedRoleChange, UpdateLayoutRequest,
-};
+use crate::admin::types::{ClusterLayout, ClusterStatus, LayoutParameters, Role, StagedRoleChange};
 use crate::desired::{ClusterWant, NodeWant, NodesWant};
-use crate::error::Error;
-use crate::report::{Line, Outcome, human_bytes, short_id};
-use crate::wait::Waiter;
-
-use super::Ctx;
+use crate::report::{human_bytes, short_id};
 
 /// Capacity used when neither the settings nor Garage give a size.
 pub const FALLBACK_CAPACITY: u64 = 1_000_000_000;
@@ -57,7 +50,7 @@ fn wanted_role(status: &ClusterStatus, node: &KnownNode) -> Role {
 
 /// Whether a role Garage holds is what the spec asks for. A capacity left
 /// to the disk size matches any capacity.
-fn role_matches(have: &Role, want: &NodeWant) -> bool {
+pub fn role_matches(have: &Role, want: &NodeWant) -> bool {
     have.zone == want.zone
         && have.tags == want.tags
         && have.capacity.is_none() == want.gateway
@@ -189,7 +182,7 @@ pub fn plan_layout(
     plan
 }
 
-fn describe_redundancy(p: LayoutParameters) -> String {
+pub fn describe_redundancy(p: LayoutParameters) -> String {
     match p.zone_redundancy {
         crate::admin::types::ZoneRedundancy::Maximum => "maximum".into(),
         crate::admin::types::ZoneRedundancy::AtLeast(n) => format!("at least {n}"),
@@ -212,74 +205,6 @@ pub fn describe_change(change: &StagedRoleChange) -> String {
         StagedRoleChange::Assign { id, role } => format!("node {}: {}", short_id(id), describe_role(role)),
         StagedRoleChange::Remove { id, .. } => format!("node {}: removed", short_id(id)),
     }
-}
-
-/// Converges the layout, starting from what was last observed on the
-/// coordinating node; returns the resulting version, report lines (the
-/// layout's, then one per drift), and whether this run created the first
-/// layout (then no key or bucket can exist yet but a concurrent run's).
-pub async fn converge(
-    ctx: &Ctx<'_>,
-    want: &ClusterWant,
-    known: &[KnownNode],
-    allow_changes: bool,
-    mut observed: (ClusterStatus, ClusterLayout),
-) -> Result<(u64, Vec<Line>, bool), Error> {
-    let mut waiter = Waiter::new(&ctx.describe("cluster layout"), ctx.progress);
-    loop {
-        let (status, layout) = observed;
-        let plan = plan_layout(&status, &layout, want, known, allow_changes);
-        let drift = || plan.drift.iter().map(|d| Line::new("layout", Outcome::Drift, d.clone()));
-
-        if !plan.stages_something() && !layout.has_staged_changes() {
-            let n = layout.roles.len();
-            let detail = format!("version {}, {n} role{}", layout.version, if n == 1 { "" } else { "s" });
-            let lines = std::iter::once(Line::new("layout", Outcome::Unchanged, detail)).chain(drift()).collect();
-            return Ok((layout.version, lines, false));
-        }
-
-        let adopted = layout.staged_role_changes.len() + usize::from(layout.staged_parameters.is_some());
-        let result = if plan.stages_something() {
-            let request = UpdateLayoutRequest { roles: plan.stage.clone(), parameters: plan.parameters };
-            ctx.client.update_layout(&request).await
-        } else {
-            Ok(layout)
-        };
-        let result = match result {
-            // Empty when another run applied the same roles between our read and our write.
-            Ok(staged) if staged.has_staged_changes() => match ctx.client.apply_layout(staged.version + 1).await {
-                Ok(applied) => {
-                    let line = applied_line(&staged, applied.version, adopted);
-                    let lines = std::iter::once(line).chain(drift()).collect();
-                    return Ok((applied.version, lines, staged.version == 0));
-                }
-                Err(e) => Err(e),
-            },
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => {}
-            // Lost a race with a concurrent run, or Garage went away: look again.
-            Err(e) if e.is_layout_version_race() || e.is_transient() => waiter.pause(&e).await,
-            Err(AdminError::Api { status: 500, message, .. }) => return Err(Error::Layout { message }),
-            Err(e) => return Err(ctx.fail(e)),
-        }
-        observed = super::ready::observe(ctx, want, known).await?;
-    }
-}
-
-fn applied_line(staged: &ClusterLayout, version: u64, adopted: usize) -> Line {
-    let changes: Vec<String> = staged.staged_role_changes.iter().map(describe_change).collect();
-    let mut detail = format!("version {version}: {}", changes.join("; "));
-    if let Some(p) = staged.staged_parameters {
-        detail.push_str(&format!("; zone redundancy {}", describe_redundancy(p)));
-    }
-    if adopted > 0 {
-        detail.push_str(&format!(" ({adopted} change(s) left staged by an earlier run, adopted)"));
-    }
-    let outcome = if staged.version == 0 { Outcome::Created } else { Outcome::Updated };
-    Line::new("layout", outcome, detail)
 }
 
 #[cfg(test)]

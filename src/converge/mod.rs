@@ -1,23 +1,33 @@
-//! Convergence: for each resource, observe what Garage holds, plan the
-//! difference from what is wanted (a pure function), and act only on that
-//! difference. Every step starts again from a fresh observation after a
-//! transient failure or a lost race, so a restart of Garage or a concurrent
-//! run in the middle of a step is harmless. `plan` runs the same
-//! observations and decisions, and acts on nothing.
+//! Convergence, level-triggered as a controller does it: observe what Garage
+//! holds ([`observe`]), decide with a pure function ([`plan`]), act on one
+//! phase of the plan ([`execute`]), and decide again, until an observation
+//! plans nothing and the key proves it can write through S3.
+//!
+//! Nothing is assumed about why a run started or what an earlier run did.
+//! After any failed or ambiguous action (no answer, a 5xx, a 409 on create,
+//! a layout that moved), and whenever Garage stays unready or the proof
+//! fails for longer than a moment, the whole state is read again: a Garage
+//! that restarted without its layout, or with a new node id, is seen as it
+//! is and converged in the same run. `garage-init plan` prints the same plan
+//! value that `apply` executes.
+//!
+//! - [`observe`]: every read, and the [`observe::Observed`] snapshot;
+//! - [`plan`]: the pure decision, its [`plan::Action`]s and their report lines;
+//! - [`execute`]: every write, folding Garage's answers into the snapshot;
+//! - [`layout`], [`key`], [`bucket`]: the per-resource decisions `plan` uses.
 
 pub mod bucket;
-pub mod cluster;
+pub mod execute;
 pub mod key;
 pub mod layout;
+pub mod observe;
 pub mod plan;
-pub mod ready;
 
-use std::future::Future;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
-use futures_util::future::try_join_all;
 use tokio::time::Instant;
 
-use crate::admin::types::BucketInfo;
 use crate::admin::{AdminClient, AdminError};
 use crate::config::ApplyConfig;
 use crate::desired::NodesWant;
@@ -26,87 +36,35 @@ use crate::report::{Line, Outcome, Reporter};
 use crate::s3check;
 use crate::wait::{Progress, Waiter};
 
-use cluster::Member;
+use execute::ActionError;
+use observe::{Failure, Member, Observed, Readiness};
+use plan::{Action, Resource};
 
-/// What every step needs: the client of the coordinating node (every change
-/// goes through it: Garage serialises bucket changes per node) and the
-/// shared progress record.
-pub struct Ctx<'a> {
-    pub client: &'a AdminClient,
-    pub progress: &'a Progress,
-}
+/// An observation older than this is read again rather than trusted while
+/// Garage stays unready or the proof keeps failing: long enough not to
+/// spend token checks while a new layout spreads (Garage's own transition
+/// takes 1–2 s on a cluster), short enough to see a Garage that came back
+/// without its layout within a second.
+const TRUST_UNEXPLAINED_WAIT: Duration = Duration::from_secs(1);
+/// How often Garage may give the same definite error answer (a 5xx, 404 or
+/// 409) to the same resource, with a fresh observation in between, before
+/// the answer is taken as final.
+const DEFINITE_FAILURES: u32 = 2;
 
-impl Ctx<'_> {
-    /// "Garage's admin API at http://garage:3903" and the like, for messages.
-    pub fn describe(&self, what: &str) -> String {
-        format!("{what} at {}", display_url(self.client.base_url()))
-    }
-
-    /// Runs `op` (a read, or an idempotent write) until it succeeds or fails
-    /// for a reason waiting cannot fix.
-    pub async fn call<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, AdminError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, AdminError>>,
-    {
-        let mut waiter = Waiter::new(&self.describe(what), self.progress);
-        loop {
-            match op().await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.is_transient() => waiter.pause(&e).await,
-                Err(e) => return Err(e),
-            }
+/// The admin APIs a run talks to: one per listed node, or the one `--admin-url`.
+pub fn members(cfg: &ApplyConfig) -> Result<Vec<Member>, Error> {
+    let client = |url: &url::Url| AdminClient::new(url.clone(), &cfg.admin_token).map_err(Error::Admin);
+    match &cfg.desired.cluster.nodes {
+        NodesWant::Listed(nodes) => {
+            nodes.iter().map(|n| Ok(Member { want: Some(n.clone()), client: client(&n.admin_url)? })).collect()
         }
-    }
-
-    pub fn fail(&self, e: AdminError) -> Error {
-        Error::from_admin(e, self.client.base_url())
+        _ => Ok(vec![Member { want: None, client: client(&cfg.admin_url)? }]),
     }
 }
 
-/// How a step starts: by reading Garage, or from what the run already knows
-/// (`Known(None)`: known to be absent).
-#[derive(Debug)]
-pub enum Start<T> {
-    Read,
-    Known(Option<T>),
-}
-
-/// The admin clients of a run: one per listed node (the first coordinates),
-/// or the one `--admin-url` client.
-pub struct Clients {
-    pub members: Vec<Member>,
-    single: Option<AdminClient>,
-}
-
-impl Clients {
-    pub fn new(cfg: &ApplyConfig) -> Result<Self, Error> {
-        let client = |url: &url::Url| AdminClient::new(url.clone(), &cfg.admin_token).map_err(Error::Admin);
-        match &cfg.desired.cluster.nodes {
-            NodesWant::Listed(nodes) => {
-                let members = nodes
-                    .iter()
-                    .map(|n| Ok(Member { want: n.clone(), client: client(&n.admin_url)? }))
-                    .collect::<Result<Vec<_>, Error>>()?;
-                Ok(Self { members, single: None })
-            }
-            _ => Ok(Self { members: Vec::new(), single: Some(client(&cfg.admin_url)?) }),
-        }
-    }
-
-    pub fn coordinator(&self) -> &AdminClient {
-        self.single.as_ref().unwrap_or_else(|| &self.members[0].client)
-    }
-
-    /// `(requests, mutating requests)` over every client.
-    pub fn counts(&self) -> (u32, u32) {
-        self.members
-            .iter()
-            .map(|m| &m.client)
-            .chain(&self.single)
-            .map(AdminClient::counts)
-            .fold((0, 0), |a, c| (a.0 + c.0, a.1 + c.1))
-    }
+/// Admin requests sent over every member.
+fn requests(members: &[Member]) -> u32 {
+    members.iter().map(|m| m.client.requests()).sum()
 }
 
 /// Turns the deadline into the error that says what was awaited, and why.
@@ -128,98 +86,228 @@ pub async fn within_deadline<T>(
     }
 }
 
-/// `garage-init apply`: converge the cluster, keys, buckets and grants, then
-/// prove each read-write key can write. The whole run, waits included, fits
-/// in the deadline.
+/// What the loop has learnt that outlives one observation: facts about
+/// Garage's answers, not about its state.
+#[derive(Default)]
+struct Memory {
+    /// Resources whose action Garage refused with a definite answer, and how often.
+    definite: HashMap<Resource, u32>,
+    /// Keys whose import Garage refused with 409: if the key is still not
+    /// listed afterwards, its id was deleted, and can never be imported.
+    refused_imports: HashSet<usize>,
+}
+
+/// `garage-init apply`: converge, then prove each read-write key can write.
+/// The whole run, waits included, fits in the deadline.
 pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Error> {
     let started = Instant::now();
     let progress = Progress::default();
-    let clients = Clients::new(cfg)?;
-    let ctx = Ctx { client: clients.coordinator(), progress: &progress };
+    let members = members(cfg)?;
     let desired = &cfg.desired;
+    let coordinator_url = display_url(members[0].client.base_url());
 
     let work = async {
-        // The first key is read alongside the first wait: on a converged
-        // cluster that read answers for the key, its bucket and its grant.
-        let prefetch = async {
-            match desired.keys.first() {
-                Some(k) => ctx.client.key_info_with_secret(&k.id).await.ok(),
-                None => None,
+        let mut waiter = Waiter::new(&format!("Garage's admin API at {coordinator_url}"), &progress);
+        let mut observed: Option<Observed> = None;
+        let mut memory = Memory::default();
+        let mut touched: Vec<Resource> = Vec::new();
+        let mut proof_failing_since: Option<Instant> = None;
+        let s3 = s3check::Prover::new(&cfg.s3_url, &cfg.region).map_err(|f| s3check::verify_error(&cfg.s3_url, f))?;
+        loop {
+            let mut obs = match observed.take() {
+                Some(obs) => obs,
+                None => match observe::observe(&members, desired).await {
+                    Ok(obs) => obs,
+                    Err(Failure::Retry(why)) => {
+                        waiter.pause(&why).await;
+                        continue;
+                    }
+                    Err(Failure::Fatal(e)) => return Err(e),
+                },
+            };
+            let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
+            if let Some(c) = plan.conflicts.first() {
+                return Err(c.clone().into());
             }
-        };
-        let (gathered, prefetched) =
-            tokio::join!(cluster::gather(&ctx, &desired.cluster, &clients.members, true), prefetch);
-        let gathered = gathered?;
-        let (version, lines, fresh) =
-            layout::converge(&ctx, &desired.cluster, &gathered.known, cfg.allow_layout_changes, gathered.observed)
-                .await?;
-        lines.into_iter().for_each(|l| reporter.record(l));
-        ready::wait_for_health(&ctx, &clients.members, version).await?;
-
-        // Keys and buckets are independent of each other: all at once.
-        let key_start = |i: usize| match (&prefetched, fresh) {
-            // The first layout was just made: nothing can exist yet but a concurrent run's.
-            (_, true) => Start::Known(None),
-            (Some(found), false) if i == 0 => Start::Known(found.clone()),
-            _ => Start::Read,
-        };
-        let bucket_start = |b: &crate::desired::BucketWant| {
-            let view = prefetched.as_ref().and_then(|k| k.as_ref()).and_then(|k| k.bucket_view(&b.name));
-            match view {
-                _ if fresh => Start::Known(None),
-                // The key's view knows the bucket's id, aliases and this key's permissions:
-                // enough unless quotas or other keys' grants are to be checked.
-                Some(v)
-                    if !desired.exhaustive
-                        && b.quotas.is_none()
-                        && b.aliases.iter().all(|a| v.global_aliases.contains(a)) =>
+            if !plan.waiting.is_empty() {
+                waiter.pause(&plan.waiting.join("; ")).await;
+                continue;
+            }
+            for action in &plan.actions {
+                if let Action::ImportKey { key } = action
+                    && memory.refused_imports.contains(key)
                 {
-                    Start::Known(Some(v))
+                    return Err(key::deleted_id_conflict(&desired.keys[*key].id).into());
                 }
-                _ => Start::Read,
             }
-        };
-        let keys = try_join_all(desired.keys.iter().enumerate().map(|(i, k)| key::converge(&ctx, k, key_start(i))));
-        let buckets = try_join_all(
-            desired.buckets.iter().map(|b| bucket::converge(&ctx, b, desired.exhaustive, bucket_start(b))),
-        );
-        let (keys, buckets) = tokio::try_join!(keys, buckets)?;
-        keys.into_iter().for_each(|(line, _)| reporter.record(line));
-        let mut infos: Vec<BucketInfo> = Vec::new();
-        for (info, lines) in buckets {
-            lines.into_iter().for_each(|l| reporter.record(l));
-            infos.push(info);
-        }
 
-        for grant in &desired.grants {
-            let info = bucket_info(&desired.buckets, &infos, &grant.bucket);
-            for line in bucket::grant(&ctx, info, grant, desired.exhaustive).await? {
-                reporter.record(line);
+            let next: Option<(plan::Phase, Vec<Action>)> =
+                plan.next_phase().map(|(phase, actions)| (phase, actions.into_iter().cloned().collect()));
+            let needs_ready = next.as_ref().is_none_or(|(phase, _)| phase.needs_ready_cluster());
+            if needs_ready && obs.readiness != Readiness::Ready {
+                match observe::readiness(&members, &obs).await {
+                    Ok(Readiness::NotReady(why)) => {
+                        waiter.pause(&format!("cluster not ready: {}", why.join(", "))).await;
+                        if obs.at.elapsed() < TRUST_UNEXPLAINED_WAIT {
+                            observed = Some(obs);
+                        }
+                        continue;
+                    }
+                    Ok(ready) => obs.readiness = ready,
+                    Err(Failure::Retry(why)) => {
+                        waiter.pause(&why).await;
+                        continue;
+                    }
+                    Err(Failure::Fatal(e)) => return Err(e),
+                }
             }
-        }
-        if desired.exhaustive {
-            for (want, info) in desired.buckets.iter().zip(&infos) {
-                bucket::undeclared_grants(info, &want.name, &desired.grants)
-                    .into_iter()
-                    .for_each(|l| reporter.record(l));
-            }
-        }
 
-        for grant in desired.grants.iter().filter(|g| g.permissions.read && g.permissions.write) {
-            let key = desired.key(&grant.key_id).expect("grants name declared keys");
-            let detail = s3check::verify(&cfg.s3_url, &cfg.region, &grant.bucket, key, &progress).await?;
-            reporter.record(Line::new("s3 check", Outcome::Passed, detail));
+            let Some((_, actions)) = next else {
+                // Nothing to do: prove it.
+                match prove(&s3, desired).await {
+                    Ok(proofs) => {
+                        plan::unchanged_lines(desired, &obs, &touched)
+                            .into_iter()
+                            .chain(plan.drift)
+                            .chain(plan.warnings)
+                            .chain(proofs)
+                            .for_each(|line| reporter.record(line));
+                        return Ok(());
+                    }
+                    Err(failure) => {
+                        // Waiting out a dead endpoint is the deadline's job; an answer that can be a
+                        // moment of propagation gets a grace period; any other answer is final.
+                        let since = *proof_failing_since.get_or_insert_with(Instant::now);
+                        let final_answer = match &failure {
+                            s3check::Failure::Transport(_) => false,
+                            f if f.may_be_propagation() => since.elapsed() > s3check::PROPAGATION_GRACE,
+                            _ => true,
+                        };
+                        if final_answer {
+                            return Err(s3check::verify_error(&cfg.s3_url, failure));
+                        }
+                        waiter.pause(&format!("S3 check at {}: {failure}", display_url(&cfg.s3_url))).await;
+                        if obs.at.elapsed() < TRUST_UNEXPLAINED_WAIT {
+                            observed = Some(obs);
+                        }
+                        continue;
+                    }
+                }
+            };
+
+            let executed = execute::execute(&members, desired, actions, &mut obs, &progress).await;
+            for action in &executed.done {
+                reporter.record(action.line(desired, false));
+                touched.push(action.resource());
+                memory.definite.remove(&action.resource());
+            }
+            if !executed.done.is_empty() {
+                proof_failing_since = None;
+            }
+            if executed.failed.is_empty() {
+                observed = Some(obs);
+                continue;
+            }
+            let mut reasons = Vec::new();
+            for (action, error) in executed.failed {
+                reasons.push(judge(&members[obs.coordinator], &action, error, &mut memory)?);
+            }
+            // Nothing seen before the failure is trusted after it.
+            waiter.pause(&reasons.join("; ")).await;
         }
-        Ok(())
     };
     within_deadline(cfg, &progress, work).await?;
-    let (requests, mutations) = clients.counts();
-    reporter.finish(started.elapsed(), requests, mutations);
+    reporter.finish(started.elapsed(), requests(&members));
     Ok(())
 }
 
-/// The observed bucket a grant names (by its name or one of its aliases).
-fn bucket_info<'a>(wants: &[crate::desired::BucketWant], infos: &'a [BucketInfo], name: &str) -> &'a BucketInfo {
-    let i = wants.iter().position(|b| b.name == name).expect("grants name declared buckets");
-    &infos[i]
+/// Decides what a failed action means: a reason to observe again, or the end of the run.
+fn judge(member: &Member, action: &Action, error: ActionError, memory: &mut Memory) -> Result<String, Error> {
+    let e = match error {
+        ActionError::Ambiguous(why) => return Ok(why),
+        ActionError::Admin(e) => e,
+    };
+    let why = format!("{} ({e})", member.url());
+    if e.is_auth() {
+        return Err(Error::from_admin(e, member.client.base_url()));
+    }
+    if e.is_transient() || e.is_layout_version_race() {
+        return Ok(why);
+    }
+    if let (Action::ImportKey { key }, true) = (action, e.is_conflict()) {
+        memory.refused_imports.insert(*key);
+    }
+    let definite = matches!(&e, AdminError::Api { status, .. } if *status >= 500 || *status == 404 || *status == 409);
+    if !definite {
+        return Err(Error::from_admin(e, member.client.base_url()));
+    }
+    let strikes = memory.definite.entry(action.resource()).or_default();
+    *strikes += 1;
+    if *strikes < DEFINITE_FAILURES {
+        return Ok(why);
+    }
+    Err(match (action, e) {
+        (Action::Layout(_), AdminError::Api { status: 500, message, .. }) => Error::Layout { message },
+        (_, e) => Error::from_admin(e, member.client.base_url()),
+    })
+}
+
+/// The S3 round trip for every grant with read and write: one report line each.
+async fn prove(s3: &s3check::Prover, desired: &crate::desired::Desired) -> Result<Vec<Line>, s3check::Failure> {
+    let mut lines = Vec::new();
+    for grant in desired.grants.iter().filter(|g| g.permissions.read && g.permissions.write) {
+        let key = desired.key(&grant.key_id).expect("grants name declared keys");
+        let detail = s3.prove(&grant.bucket, key).await?;
+        lines.push(Line::new("s3 check", Outcome::Passed, detail));
+    }
+    Ok(lines)
+}
+
+/// What `plan` found; the exit code follows from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    NothingToDo,
+    /// Apply would change something.
+    Changes,
+    /// Nothing for apply to do, but Garage differs from the spec where apply leaves it alone.
+    DriftOnly,
+}
+
+/// `garage-init plan`: one observation, its plan printed, nothing changed.
+pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdict, Error> {
+    let progress = Progress::default();
+    let members = members(cfg)?;
+    let desired = &cfg.desired;
+    let work = async {
+        let mut waiter =
+            Waiter::new(&format!("Garage's admin API at {}", display_url(members[0].client.base_url())), &progress);
+        loop {
+            match observe::observe(&members, desired).await {
+                Ok(obs) => {
+                    let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
+                    if plan.waiting.is_empty() {
+                        return Ok(plan);
+                    }
+                    waiter.pause(&plan.waiting.join("; ")).await;
+                }
+                Err(Failure::Retry(why)) => waiter.pause(&why).await,
+                Err(Failure::Fatal(e)) => return Err(e),
+            }
+        }
+    };
+    let plan = within_deadline(cfg, &progress, work).await?;
+    if let Some(c) = plan.conflicts.first() {
+        return Err(c.clone().into());
+    }
+    plan.actions
+        .iter()
+        .map(|a| a.line(desired, true))
+        .chain(plan.drift)
+        .chain(plan.warnings)
+        .for_each(|line| reporter.record(line));
+    Ok(match reporter.finish_plan() {
+        (0, 0) => Verdict::NothingToDo,
+        (0, _) => Verdict::DriftOnly,
+        _ => Verdict::Changes,
+    })
 }

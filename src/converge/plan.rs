@@ -1,153 +1,369 @@
-//! `garage-init plan`: the same observations and decisions as `apply`,
-//! printed as the actions apply would take, with nothing changed: no layout
-//! staged, no node connected, no key, bucket or grant written.
+//! The plan: a pure function of what is wanted and what was observed,
+//! returning a value: the actions that would bring Garage to the wanted
+//! state, the drift left alone, the warnings, the conflicts that stop a run,
+//! and what the plan is still waiting for. `garage-init plan` prints this
+//! value; `apply` executes it, a phase at a time, and plans again.
 
-use futures_util::future::try_join_all;
-
-use crate::admin::types::StagedRoleChange;
-use crate::config::ApplyConfig;
+use crate::admin::types::{Permissions, Quotas, StagedRoleChange};
+use crate::desired::{Desired, NodesWant};
 use crate::error::Error;
-use crate::report::{Line, Outcome, Reporter, short_id};
-use crate::wait::Progress;
+use crate::report::{Line, Outcome, short_id};
 
 use super::bucket::{describe_quotas, extra_grant_drift, plan_bucket, plan_grant, undeclared_grants};
 use super::key::{KeyPlan, plan_key};
-use super::layout::{describe_change, plan_layout};
-use super::{Clients, Ctx, cluster, within_deadline};
+use super::layout::{KnownNode, describe_change, describe_redundancy, plan_layout, role_matches};
+use super::observe::Observed;
 
-/// What `plan` found; the exit code follows from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    NothingToDo,
-    /// Apply would change something.
-    Changes,
-    /// Nothing for apply to do, but Garage differs from the spec where apply leaves it alone.
-    DriftOnly,
+/// Something Garage holds that contradicts the wanted state and that
+/// garage-init will not overwrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub message: String,
+    pub hint: String,
 }
 
-pub async fn plan(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdict, Error> {
-    let progress = Progress::default();
-    let clients = Clients::new(cfg)?;
-    let ctx = Ctx { client: clients.coordinator(), progress: &progress };
-    let desired = &cfg.desired;
-    let mut lines: Vec<Line> = Vec::new();
+impl From<Conflict> for Error {
+    fn from(c: Conflict) -> Self {
+        Error::Conflict { message: c.message, hint: c.hint }
+    }
+}
 
-    let work = async {
-        let gathered = cluster::gather(&ctx, &desired.cluster, &clients.members, false).await?;
-        for k in &gathered.unconnected {
-            let detail = format!(
-                "connect node {} ({}) at {}",
-                short_id(&k.id),
-                k.want.admin_url.as_str().trim_end_matches('/'),
-                k.want.rpc_address
-            );
-            lines.push(Line::new("cluster", Outcome::ToUpdate, detail));
-        }
+/// A node another node must dial: `id@rpc_address`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub id: String,
+    pub rpc_address: String,
+    /// Its admin URL, for messages.
+    pub admin_url: String,
+}
 
-        let (status, layout) = &gathered.observed;
-        let lp = plan_layout(status, layout, &desired.cluster, &gathered.known, cfg.allow_layout_changes);
-        for change in &lp.stage {
-            let outcome = match change {
-                StagedRoleChange::Assign { id, .. } if layout.role_of(id).is_none() => Outcome::ToCreate,
-                _ => Outcome::ToUpdate,
-            };
-            lines.push(Line::new("layout", outcome, format!("role for {}", describe_change(change))));
-        }
-        if lp.parameters.is_some() {
-            lines.push(Line::new("layout", Outcome::ToUpdate, "zone redundancy as the spec sets it"));
-        }
-        for change in &layout.staged_role_changes {
-            let detail = format!("staged earlier, to apply: {}", describe_change(change));
-            lines.push(Line::new("layout", Outcome::ToUpdate, detail));
-        }
-        if lp.stages_something() || layout.has_staged_changes() {
-            let outcome = if layout.version == 0 { Outcome::ToCreate } else { Outcome::ToUpdate };
-            lines.push(Line::new("layout", outcome, format!("apply layout version {}", layout.version + 1)));
-        }
-        lines.extend(lp.drift.iter().map(|d| Line::new("layout", Outcome::Drift, d.clone())));
+/// One layout change: roles to stage (with the parameters), then apply as `version`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayoutChange {
+    pub stage: Vec<StagedRoleChange>,
+    pub parameters: Option<crate::admin::types::LayoutParameters>,
+    /// Changes an earlier, interrupted run left staged, applied with ours.
+    pub adopted: Vec<StagedRoleChange>,
+    pub adopted_parameters: Option<crate::admin::types::LayoutParameters>,
+    /// The version the apply creates: the current one plus one.
+    pub version: u64,
+}
 
-        // Without a layout, Garage's key and bucket tables cannot be read: all is to create.
-        let fresh = layout.version == 0;
-        let found_keys = if fresh {
-            vec![None; desired.keys.len()]
-        } else {
-            let reads = desired.keys.iter().map(|k| ctx.call("access key", || ctx.client.key_info_with_secret(&k.id)));
-            try_join_all(reads).await.map_err(|e| ctx.fail(e))?
+/// One change to Garage: one line in `plan`, one line in `apply`'s report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Connect { peers: Vec<Peer> },
+    Layout(LayoutChange),
+    ImportKey { key: usize },
+    RenameKey { key: usize, from: String },
+    CreateBucket { bucket: usize },
+    AddAlias { bucket: usize, alias: String },
+    SetQuotas { bucket: usize, quotas: Quotas },
+    Grant { grant: usize, add: Permissions, had: Permissions },
+}
+
+/// Actions run in phases; an action may need what an earlier phase makes
+/// (a grant needs its bucket's id), so `apply` runs one phase, then plans again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Nodes see each other.
+    Membership,
+    /// Every node has its role.
+    Layout,
+    /// Keys and buckets exist (needs a ready cluster).
+    Tables,
+    /// Aliases, quotas and grants on existing buckets (needs a ready cluster).
+    Details,
+}
+
+impl Phase {
+    /// Whether the cluster must have quorum for this phase's requests.
+    pub fn needs_ready_cluster(self) -> bool {
+        self >= Phase::Tables
+    }
+}
+
+/// What a resource's report line is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Resource {
+    Cluster,
+    Layout,
+    Key(usize),
+    Bucket(usize),
+    Grant(usize),
+}
+
+impl Action {
+    pub fn phase(&self) -> Phase {
+        match self {
+            Self::Connect { .. } => Phase::Membership,
+            Self::Layout(_) => Phase::Layout,
+            Self::ImportKey { .. } | Self::RenameKey { .. } | Self::CreateBucket { .. } => Phase::Tables,
+            Self::AddAlias { .. } | Self::SetQuotas { .. } | Self::Grant { .. } => Phase::Details,
+        }
+    }
+
+    pub fn resource(&self) -> Resource {
+        match self {
+            Self::Connect { .. } => Resource::Cluster,
+            Self::Layout(_) => Resource::Layout,
+            Self::ImportKey { key } | Self::RenameKey { key, .. } => Resource::Key(*key),
+            Self::CreateBucket { bucket } | Self::AddAlias { bucket, .. } | Self::SetQuotas { bucket, .. } => {
+                Resource::Bucket(*bucket)
+            }
+            Self::Grant { grant, .. } => Resource::Grant(*grant),
+        }
+    }
+
+    /// Whether the action makes something new (rather than changing what exists).
+    fn creates(&self) -> bool {
+        match self {
+            Self::Connect { .. } | Self::RenameKey { .. } | Self::AddAlias { .. } | Self::SetQuotas { .. } => false,
+            Self::Layout(change) => change.version == 1,
+            Self::ImportKey { .. } | Self::CreateBucket { .. } => true,
+            Self::Grant { had, .. } => had.is_empty(),
+        }
+    }
+
+    /// The report line: `planned` for `garage-init plan` (create, update),
+    /// else for apply once done (created, updated). The detail is the same.
+    pub fn line(&self, desired: &Desired, planned: bool) -> Line {
+        let outcome = match (self.creates(), planned) {
+            (true, true) => Outcome::ToCreate,
+            (false, true) => Outcome::ToUpdate,
+            (true, false) => Outcome::Created,
+            (false, false) => Outcome::Updated,
         };
-        for (want, found) in desired.keys.iter().zip(&found_keys) {
-            match plan_key(found.as_ref(), want) {
-                KeyPlan::Import => {
-                    lines.push(Line::new("key", Outcome::ToCreate, format!("import {} ({})", want.id, want.name)));
+        let (resource, detail) = match self {
+            Self::Connect { peers } => {
+                let each: Vec<String> = peers
+                    .iter()
+                    .map(|p| format!("node {} ({}) at {}", short_id(&p.id), p.admin_url, p.rpc_address))
+                    .collect();
+                ("cluster", format!("connect {}", each.join("; ")))
+            }
+            Self::Layout(change) => ("layout", describe_layout_change(change)),
+            Self::ImportKey { key } => {
+                let k = &desired.keys[*key];
+                ("key", format!("{} ({})", k.id, k.name))
+            }
+            Self::RenameKey { key, from } => {
+                let k = &desired.keys[*key];
+                ("key", format!("{}: name \"{from}\" -> \"{}\"", k.id, k.name))
+            }
+            Self::CreateBucket { bucket } => ("bucket", desired.buckets[*bucket].name.clone()),
+            Self::AddAlias { bucket, alias } => ("bucket", format!("{}: alias {alias}", desired.buckets[*bucket].name)),
+            Self::SetQuotas { bucket, quotas } => {
+                ("bucket", format!("{}: {}", desired.buckets[*bucket].name, describe_quotas(*quotas)))
+            }
+            Self::Grant { grant, add, had } => {
+                let g = &desired.grants[*grant];
+                let mut detail = format!("{} for {} on {}", add.describe(), g.key_id, g.bucket);
+                if !had.is_empty() {
+                    detail.push_str(&format!(" (had {})", had.describe()));
                 }
-                KeyPlan::Rename { from } => lines.push(Line::new(
-                    "key",
-                    Outcome::ToUpdate,
-                    format!("{}: rename from \"{from}\" to \"{}\"", want.id, want.name),
-                )),
-                KeyPlan::Conflict { message, hint } => return Err(Error::Conflict { message, hint }),
-                KeyPlan::Unchanged => {}
+                ("grant", detail)
             }
-        }
-
-        let found_buckets = if fresh {
-            vec![None; desired.buckets.len()]
-        } else {
-            let reads = desired.buckets.iter().map(|b| ctx.call("bucket", || ctx.client.bucket_by_alias(&b.name)));
-            try_join_all(reads).await.map_err(|e| ctx.fail(e))?
         };
-        for (want, found) in desired.buckets.iter().zip(&found_buckets) {
-            let Some(have) = found else {
-                let mut extras: Vec<String> = want.aliases.iter().map(|a| format!("alias {a}")).collect();
-                extras.extend(want.quotas.map(describe_quotas));
-                let detail =
-                    if extras.is_empty() { want.name.clone() } else { format!("{}: {}", want.name, extras.join(", ")) };
-                lines.push(Line::new("bucket", Outcome::ToCreate, detail));
-                continue;
-            };
-            let bp = plan_bucket(have, want, desired.exhaustive);
-            for alias in &bp.add_aliases {
-                lines.push(Line::new("bucket", Outcome::ToUpdate, format!("{}: add alias {alias}", want.name)));
-            }
-            if let Some(q) = bp.set_quotas {
-                lines.push(Line::new(
-                    "bucket",
-                    Outcome::ToUpdate,
-                    format!("{}: set {}", want.name, describe_quotas(q)),
-                ));
-            }
-            lines.extend(bp.drift.into_iter().map(|d| Line::new("bucket", Outcome::Drift, d)));
-        }
+        Line::new(resource, outcome, detail)
+    }
+}
 
-        for grant in &desired.grants {
-            let i = desired.buckets.iter().position(|b| b.name == grant.bucket).expect("grants name declared buckets");
-            let have = found_buckets[i].as_ref().map(|b| b.permissions_of(&grant.key_id)).unwrap_or_default();
-            let missing = plan_grant(have, grant.permissions);
+/// "version 2: node 0a1b…: zone dc1, capacity 1.0 GB; zone redundancy at least 2 (1 change left staged by an
+/// earlier run, adopted)"
+fn describe_layout_change(change: &LayoutChange) -> String {
+    let mut parts: Vec<String> = change.adopted.iter().chain(&change.stage).map(describe_change).collect();
+    if let Some(p) = change.parameters.or(change.adopted_parameters) {
+        parts.push(format!("zone redundancy {}", describe_redundancy(p)));
+    }
+    let mut detail = format!("version {}: {}", change.version, parts.join("; "));
+    let adopted = change.adopted.len() + usize::from(change.adopted_parameters.is_some());
+    if adopted > 0 {
+        let s = if adopted == 1 { "" } else { "s" };
+        detail.push_str(&format!(" ({adopted} change{s} left staged by an earlier run, adopted)"));
+    }
+    detail
+}
+
+/// The plan for one observation.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// In phase order.
+    pub actions: Vec<Action>,
+    /// Differences garage-init leaves alone.
+    pub drift: Vec<Line>,
+    /// Worth a user's attention, but no reason to fail (a listed node down
+    /// that already holds its role).
+    pub warnings: Vec<Line>,
+    /// Contradictions that stop a run before it changes anything.
+    pub conflicts: Vec<Conflict>,
+    /// Why nothing can be decided yet (nodes missing); `actions` is then empty.
+    pub waiting: Vec<String>,
+}
+
+impl Plan {
+    /// The actions of the earliest phase: what `apply` runs next.
+    pub fn next_phase(&self) -> Option<(Phase, Vec<&Action>)> {
+        let phase = self.actions.iter().map(Action::phase).min()?;
+        Some((phase, self.actions.iter().filter(|a| a.phase() == phase).collect()))
+    }
+}
+
+/// Decides. Pure: no I/O, no clock; the same inputs give the same plan.
+pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) -> Plan {
+    let mut plan = Plan::default();
+    let known = observed.known_nodes(desired);
+    // Listed nodes the layout step considers: those that answered, and the
+    // silent ones matched to the role they hold.
+    let mut in_layout = known.clone();
+
+    // ---- membership
+    match &desired.cluster.nodes {
+        NodesWant::Auto => {}
+        NodesWant::Count(n) => {
+            let up = observed.status.nodes.iter().filter(|s| s.is_up).count();
+            if up < *n {
+                plan.waiting.push(format!("{up} of {n} expected nodes up"));
+                return plan;
+            }
+        }
+        NodesWant::Listed(wants) => {
+            // A silent node that already holds its role does not hold the
+            // run up; one that still needs a role is waited for.
+            let mut claimed: Vec<&str> = known.iter().map(|k| k.id.as_str()).collect();
+            let mut missing = Vec::new();
+            for (want, seen) in wants.iter().zip(&observed.nodes).filter(|(_, s)| s.id.is_none()) {
+                let url = want.admin_url.as_str().trim_end_matches('/');
+                let why = seen.silent.as_deref().unwrap_or("no answer");
+                let holder = observed
+                    .status
+                    .nodes
+                    .iter()
+                    .filter(|n| !claimed.contains(&n.id.as_str()))
+                    .filter(|n| n.role.as_ref().is_some_and(|r| role_matches(r, want)))
+                    .max_by_key(|n| n.addr.as_deref() == Some(want.rpc_address.as_str()));
+                match holder {
+                    Some(n) => {
+                        claimed.push(&n.id);
+                        in_layout.push(KnownNode { id: n.id.clone(), want: want.clone() });
+                        plan.warnings.push(Line::new(
+                            "cluster",
+                            Outcome::Warning,
+                            format!(
+                                "node {} ({url}) is down ({why}); it holds its role, so the run goes on without it",
+                                short_id(&n.id)
+                            ),
+                        ));
+                    }
+                    None => missing.push(format!("{url} ({why})")),
+                }
+            }
             if !missing.is_empty() {
-                let outcome = if have.is_empty() { Outcome::ToCreate } else { Outcome::ToUpdate };
-                let detail = format!("{} for {} on {}", missing.describe(), grant.key_id, grant.bucket);
-                lines.push(Line::new("grant", outcome, detail));
+                plan.waiting.push(format!("nodes not answering: {}", missing.join(", ")));
+                return plan;
             }
-            if desired.exhaustive {
-                lines.extend(extra_grant_drift(have, grant));
+            let coordinator = observed.nodes[observed.coordinator].id.as_deref();
+            let up = |id: &str| observed.status.nodes.iter().any(|n| n.is_up && n.id == id);
+            let peers: Vec<Peer> = known
+                .iter()
+                .filter(|k| Some(k.id.as_str()) != coordinator && !up(&k.id))
+                .map(|k| Peer {
+                    id: k.id.clone(),
+                    rpc_address: k.want.rpc_address.clone(),
+                    admin_url: k.want.admin_url.as_str().trim_end_matches('/').to_string(),
+                })
+                .collect();
+            if !peers.is_empty() {
+                plan.actions.push(Action::Connect { peers });
             }
+        }
+    }
+
+    // ---- layout
+    let layout = &observed.layout;
+    let lp = plan_layout(&observed.status, layout, &desired.cluster, &in_layout, allow_layout_changes);
+    plan.drift.extend(lp.drift.iter().map(|d| Line::new("layout", Outcome::Drift, d.clone())));
+    if lp.stages_something() || layout.has_staged_changes() {
+        plan.actions.push(Action::Layout(LayoutChange {
+            stage: lp.stage,
+            parameters: lp.parameters,
+            adopted: layout.staged_role_changes.clone(),
+            adopted_parameters: layout.staged_parameters,
+            version: layout.version + 1,
+        }));
+    }
+
+    // ---- keys
+    for (i, (want, found)) in desired.keys.iter().zip(&observed.keys).enumerate() {
+        match plan_key(found.as_ref(), want) {
+            KeyPlan::Import => plan.actions.push(Action::ImportKey { key: i }),
+            KeyPlan::Rename { from } => plan.actions.push(Action::RenameKey { key: i, from }),
+            KeyPlan::Conflict(c) => plan.conflicts.push(c),
+            KeyPlan::Unchanged => {}
+        }
+    }
+
+    // ---- buckets
+    let mut details = Vec::new();
+    for (i, (want, seen)) in desired.buckets.iter().zip(&observed.buckets).enumerate() {
+        let bp = plan_bucket(seen.found.as_ref(), &seen.elsewhere, want, desired.exhaustive);
+        if bp.create {
+            plan.actions.push(Action::CreateBucket { bucket: i });
+        }
+        details.extend(bp.add_aliases.into_iter().map(|alias| Action::AddAlias { bucket: i, alias }));
+        details.extend(bp.set_quotas.map(|quotas| Action::SetQuotas { bucket: i, quotas }));
+        plan.drift.extend(bp.drift.into_iter().map(|d| Line::new("bucket", Outcome::Drift, d)));
+        plan.conflicts.extend(bp.conflicts);
+    }
+    plan.actions.extend(details);
+
+    // ---- grants
+    for (i, grant) in desired.grants.iter().enumerate() {
+        let b = desired.bucket_index(&grant.bucket).expect("grants name declared buckets");
+        let found = observed.buckets[b].found.as_ref();
+        let had = found.map(|f| f.permissions_of(&grant.key_id)).unwrap_or_default();
+        let add = plan_grant(had, grant.permissions);
+        if !add.is_empty() {
+            plan.actions.push(Action::Grant { grant: i, add, had });
         }
         if desired.exhaustive {
-            for (want, found) in desired.buckets.iter().zip(&found_buckets) {
-                if let Some(have) = found {
-                    lines.extend(undeclared_grants(have, &want.name, &desired.grants));
-                }
+            plan.drift.extend(extra_grant_drift(had, grant));
+        }
+    }
+    if desired.exhaustive {
+        for (want, seen) in desired.buckets.iter().zip(&observed.buckets) {
+            if let Some(found) = &seen.found {
+                plan.drift.extend(undeclared_grants(found, &want.name, &desired.grants));
             }
         }
-        Ok(())
-    };
-    within_deadline(cfg, &progress, work).await?;
-
-    for line in lines {
-        reporter.record(line);
     }
-    Ok(match reporter.finish_plan() {
-        (0, 0) => Verdict::NothingToDo,
-        (0, _) => Verdict::DriftOnly,
-        _ => Verdict::Changes,
-    })
+    plan
+}
+
+/// The report lines of resources that no action touched: `unchanged`, with
+/// what Garage holds.
+pub fn unchanged_lines(desired: &Desired, observed: &Observed, touched: &[Resource]) -> Vec<Line> {
+    let mut lines = Vec::new();
+    if !touched.contains(&Resource::Layout) {
+        let n = observed.layout.roles.len();
+        let detail = format!("version {}, {n} role{}", observed.layout.version, if n == 1 { "" } else { "s" });
+        lines.push(Line::new("layout", Outcome::Unchanged, detail));
+    }
+    for (_, k) in desired.keys.iter().enumerate().filter(|(i, _)| !touched.contains(&Resource::Key(*i))) {
+        lines.push(Line::new("key", Outcome::Unchanged, format!("{} ({})", k.id, k.name)));
+    }
+    for (i, b) in desired.buckets.iter().enumerate().filter(|(i, _)| !touched.contains(&Resource::Bucket(*i))) {
+        let id = observed.buckets[i].found.as_ref().map(|f| format!(" (id {})", short_id(&f.id))).unwrap_or_default();
+        lines.push(Line::new("bucket", Outcome::Unchanged, format!("{}{id}", b.name)));
+    }
+    for (_, g) in desired.grants.iter().enumerate().filter(|(i, _)| !touched.contains(&Resource::Grant(*i))) {
+        let b = desired.bucket_index(&g.bucket).expect("grants name declared buckets");
+        let has = observed.buckets[b].found.as_ref().map(|f| f.permissions_of(&g.key_id)).unwrap_or_default();
+        lines.push(Line::new(
+            "grant",
+            Outcome::Unchanged,
+            format!("{} for {} on {}", has.describe(), g.key_id, g.bucket),
+        ));
+    }
+    lines
 }
