@@ -7,7 +7,9 @@
 //!
 //! Run with `scripts/bench` (it builds what this needs); `--write` replaces the
 //! results section of BENCHMARKS.md. Options: `--samples N` (default 7),
-//! `--skip-compose`, `--skip-cluster`.
+//! `--skip-compose`, `--skip-cluster`, and `--baseline PATH`: another
+//! garage-init binary (e.g. built from an earlier commit), measured in the
+//! same samples as G, for a before/after comparison in one run.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
@@ -36,31 +38,45 @@ fn main() {
         .unwrap_or(7);
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("dist/garage-init");
     assert!(bin.exists(), "{} missing: run scripts/bench (or scripts/build-static)", bin.display());
+    let baseline: Option<PathBuf> =
+        args.iter().position(|a| a == "--baseline").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    if let Some(b) = &baseline {
+        assert!(b.exists(), "--baseline {} does not exist", b.display());
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
     let mut out = String::new();
     writeln!(out, "{}", machine()).unwrap();
 
     eprintln!("bench: {samples} samples of L and G, alternating");
-    let (mut limits, mut inits) = (Vec::new(), Vec::new());
+    let (mut limits, mut inits, mut bases) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..samples {
         // Alternate which goes first, so drift of the machine hits both.
         if i % 2 == 0 {
             limits.push(rt.block_on(limit_sample()));
             inits.push(init_sample(&bin));
+            bases.extend(baseline.as_deref().map(init_sample));
         } else {
+            bases.extend(baseline.as_deref().map(init_sample));
             inits.push(init_sample(&bin));
             limits.push(rt.block_on(limit_sample()));
         }
         eprintln!(
-            "  sample {}: L {:.0} ms, G {:.0} ms, second run {:.1} ms",
+            "  sample {}: L {:.0} ms, G {:.0} ms, second run {:.1} ms{}",
             i + 1,
             ms(limits[i].done),
             ms(inits[i].first.wall),
-            ms(inits[i].second.wall)
+            ms(inits[i].second.wall),
+            bases.get(i).map(|b| format!("; baseline G {:.0} ms", ms(b.first.wall))).unwrap_or_default()
         );
     }
     writeln!(out, "{}", fresh_table(&limits, &inits)).unwrap();
+    if !bases.is_empty() {
+        writeln!(out, "{}", baseline_table(&limits, &inits, &bases)).unwrap();
+    }
+    let mut counted = vec![("garage-init", bin.clone())];
+    counted.extend(baseline.iter().map(|b| ("baseline", b.clone())));
+    writeln!(out, "{}", rt.block_on(request_counts(&counted))).unwrap();
     writeln!(out, "{}", rt.block_on(request_costs())).unwrap();
     writeln!(out, "{}", trace(&bin)).unwrap();
     writeln!(out, "{}", sizes(&bin)).unwrap();
@@ -251,6 +267,44 @@ fn fresh_table(l: &[Limit], g: &[Init]) -> String {
     t += &row("**second run on a converged node** (2 s later): wall", &f(&|i| ms(g[i].second.wall)), "ms");
     t += &row("second run: CPU time", &f(&|i| ms(g[i].second.cpu)), "ms");
     t += &row("second run: peak RSS", &f(&|i| g[i].second.max_rss_kib as f64 / 1024.0), "MiB");
+    t
+}
+
+/// The same samples for the baseline binary, next to garage-init's.
+fn baseline_table(l: &[Limit], g: &[Init], b: &[Init]) -> String {
+    let f = |v: &dyn Fn(usize) -> f64| (0..l.len()).map(v).collect::<Vec<f64>>();
+    let mut t = format!("### Before and after: the baseline binary in the same samples ({} each)\n\n", l.len());
+    t.push_str("| measure | median | min – max |\n|---|---|---|\n");
+    t += &row("G − L, garage-init", &f(&|i| ms(g[i].first.wall) - ms(l[i].done)), "ms");
+    t += &row("G − L, baseline", &f(&|i| ms(b[i].first.wall) - ms(l[i].done)), "ms");
+    t += &row("second run, garage-init", &f(&|i| ms(g[i].second.wall)), "ms");
+    t += &row("second run, baseline", &f(&|i| ms(b[i].second.wall)), "ms");
+    t
+}
+
+/// Token-checked admin requests (all but `/health` and `/metrics`) of a
+/// fresh run and of a second run, from Garage's own per-endpoint counters.
+async fn request_counts(bins: &[(&str, PathBuf)]) -> String {
+    async fn checked(g: &Garage) -> u64 {
+        let counts = g.admin_request_counts().await;
+        counts.iter().filter(|(e, _)| !e.starts_with("/health") && !e.starts_with("/metrics")).map(|(_, n)| n).sum()
+    }
+    let mut t = String::from("### Token-checked admin requests per run (Garage's own counters)\n\n");
+    t.push_str("| binary | fresh node | converged node |\n|---|---|---|\n");
+    for (name, bin) in bins {
+        let g = Garage::started().await;
+        let env = g.init_env();
+        let start = checked(&g).await;
+        let run = |bin: PathBuf, env: Vec<(String, String)>| {
+            tokio::task::spawn_blocking(move || run_init(&bin, &env, Instant::now()))
+        };
+        run(bin.clone(), env.clone()).await.unwrap();
+        let fresh = checked(&g).await;
+        tokio::time::sleep(SETTLE).await;
+        run(bin.clone(), env).await.unwrap();
+        let second = checked(&g).await;
+        t += &format!("| {name} | {} | {} |\n", fresh - start, second - fresh);
+    }
     t
 }
 

@@ -385,3 +385,40 @@ async fn wrong_s3_region_fails_the_check_with_the_verification_code() {
     assert!(run.stderr.contains("S3 check against"), "{run:?}");
     assert!(run.stderr.contains("--s3-region"), "{run:?}");
 }
+
+/// Token-checked admin requests (every one but `/health` and `/metrics`), from Garage's own counters.
+async fn token_checked(g: &Garage) -> u64 {
+    g.admin_request_counts()
+        .await
+        .iter()
+        .filter(|(e, _)| !e.starts_with("/health") && !e.starts_with("/metrics"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+#[tokio::test]
+async fn a_fresh_run_costs_eight_token_checks_and_a_converged_one_two() {
+    // Each token-checked request costs Garage an argon2 hash: tens of milliseconds.
+    let g = Garage::started().await;
+    let before = token_checked(&g).await;
+    let fresh = garage_init(&g.init_env(), &[]).await;
+    assert_eq!(fresh.code, 0, "{fresh:?}");
+    let after_fresh = token_checked(&g).await;
+    let again = garage_init(&g.init_env(), &[]).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    let after_again = token_checked(&g).await;
+    assert!(
+        after_fresh - before <= 8,
+        "fresh run: {} token-checked requests; {:?}",
+        after_fresh - before,
+        g.admin_request_counts().await
+    );
+    assert!(
+        after_again - after_fresh <= 2,
+        "converged run: {} token-checked requests; {:?}",
+        after_again - after_fresh,
+        g.admin_request_counts().await
+    );
+    // The counters can fail this test: the fresh run made its changes through them.
+    assert!(after_fresh - before >= 5, "{:?}", g.admin_request_counts().await);
+}
