@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::validate::{parse_duration, parse_size};
+
 use crate::exit::{
     CHECK_EXIT_CODES_HELP, ENV_EXIT_CODES_HELP, EXIT_CODES_HELP, PLAN_EXIT_CODES_HELP, STATUS_EXIT_CODES_HELP,
 };
@@ -329,82 +331,9 @@ pub enum EnvFormat {
     Buildkit,
 }
 
-/// Parses `120`, `120s`, `2m`, `500ms`, `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration: use a number with s, m, h or ms, e.g. 120s"))?;
-    let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        other => {
-            return Err(format!("unknown unit `{other}` in `{text}`: use s, m, h or ms"));
-        }
-    };
-    if d.is_zero() {
-        return Err("a duration of 0 leaves no time to do anything".into());
-    }
-    Ok(d)
-}
-
-/// Parses a size in bytes: `1000000000`, `500MB`, `1G`, `10GiB`, `1TB`.
-/// Garage refuses capacities under 1024 bytes, so they are refused here too.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("`{t}` is not a size: use bytes or a unit, e.g. 500GB or 1TiB"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "m" | "mb" => 1_000_000,
-        "g" | "gb" => 1_000_000_000,
-        "t" | "tb" => 1_000_000_000_000,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        "tib" => 1 << 40,
-        other => {
-            return Err(format!("unknown unit `{other}` in `{t}`: use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB"));
-        }
-    };
-    let bytes = n.checked_mul(mult).ok_or_else(|| format!("`{t}` is too large"))?;
-    if bytes < 1024 {
-        return Err(format!("`{t}` is under 1024 bytes, the smallest capacity Garage accepts"));
-    }
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_with_and_without_units() {
-        assert_eq!(parse_duration("120").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration(" 1h ").unwrap(), Duration::from_secs(3600));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("ten").is_err());
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("parsecs"));
-    }
-
-    #[test]
-    fn sizes_decimal_and_binary() {
-        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
-        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
-        assert_eq!(parse_size("2048").unwrap(), 2048);
-        assert_eq!(parse_size("500mb").unwrap(), 500_000_000);
-        assert!(parse_size("100").unwrap_err().contains("1024"));
-        assert!(parse_size("99999999999TB").unwrap_err().contains("too large"));
-        assert!(parse_size("1XB").is_err());
-    }
 
     #[test]
     fn clap_definition_is_consistent() {

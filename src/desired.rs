@@ -4,9 +4,7 @@
 use url::Url;
 
 use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
-use crate::config::{KeyConfig, RoleTemplate};
-/// TEMPORARY until the desired/config split lands.
-pub type KeyWant = KeyConfig;
+use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Desired {
@@ -16,8 +14,25 @@ pub struct Desired {
     pub exhaustive: bool,
     pub cluster: ClusterWant,
     pub buckets: Vec<BucketWant>,
-    pub keys: Vec<KeyConfig>,
+    pub keys: Vec<KeyWant>,
     pub grants: Vec<GrantWant>,
+}
+
+/// An access key garage-init imports and checks.
+#[derive(Debug, Clone)]
+pub struct KeyWant {
+    pub id: String,
+    pub secret: Secret,
+    pub name: String,
+}
+
+/// Role given to a node that has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleTemplate {
+    pub zone: String,
+    /// `None`: take the node's data partition size.
+    pub capacity: Option<u64>,
+    pub tags: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -71,7 +86,7 @@ pub struct GrantWant {
 
 impl Desired {
     /// Today's single-node behaviour: one bucket, one key with read, write and owner on it.
-    pub fn single(template: RoleTemplate, bucket: String, key: KeyConfig) -> Self {
+    pub fn single(template: RoleTemplate, bucket: String, key: KeyWant) -> Self {
         let grant = GrantWant { key_id: key.id.clone(), bucket: bucket.clone(), permissions: Permissions::ALL };
         Self {
             exhaustive: false,
@@ -82,7 +97,7 @@ impl Desired {
         }
     }
 
-    pub fn key(&self, id: &str) -> Option<&KeyConfig> {
+    pub fn key(&self, id: &str) -> Option<&KeyWant> {
         self.keys.iter().find(|k| k.id == id)
     }
 

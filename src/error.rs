@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use crate::admin::AdminError;
-use crate::config::ConfigError;
 use crate::exit::Code;
+use crate::validate::ConfigError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

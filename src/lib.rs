@@ -8,13 +8,19 @@
 //! # Layout
 //!
 //! - [`cli`]: flags and environment variables (clap), parsed only.
-//! - [`config`]: validated settings; secrets from values or files; the
-//!   built-in development credentials.
-//! - [`spec`], [`desired`]: the spec file (YAML) and the wanted state it,
-//!   or the flags, describe.
+//! - [`validate`]: the validators of every value, and [`validate::ConfigError`],
+//!   which names the setting a bad value came from. A leaf: it uses nothing
+//!   of the crate but [`secret`].
+//! - [`desired`]: the wanted state (cluster, buckets, keys, grants): domain
+//!   types only.
+//! - [`spec`]: the spec file (YAML) into a [`desired::Desired`].
+//! - [`config`]: assembles a run's settings from the flags and the spec.
+//!   Dependencies point one way: `config` → `spec` → `desired`, and all three
+//!   → `validate`.
 //! - [`admin`]: the admin API v2 client: typed requests, answers and errors.
-//! - [`converge`]: observe → plan → act for the layout, key, bucket and grant,
-//!   and the readiness waits between them.
+//! - [`converge`]: the level-triggered loop: `observe` (every read), `plan`
+//!   (a pure function of wanted and observed state), `execute` (every write),
+//!   and the per-resource decisions `layout`, `key`, `bucket`.
 //! - [`s3check`]: the PUT/GET/DELETE proof through the S3 API.
 //! - [`host`]: the host-side commands for the stack's consumers: `check`
 //!   (are the registry and Garage up and initialized), `env` (connection
@@ -36,6 +42,7 @@ pub mod report;
 pub mod s3check;
 pub mod secret;
 pub mod spec;
+pub mod validate;
 pub mod wait;
 
 use tracing_subscriber::EnvFilter;

@@ -11,13 +11,12 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
-use crate::cli::parse_size;
-use crate::config::{
-    ConfigError, KeyConfig, RoleTemplate, parse_http_url, read_secret_file, validate_access_key_id,
-    validate_bucket_name, validate_label, validate_secret_key,
-};
-use crate::desired::{BucketWant, ClusterWant, Desired, GrantWant, NodeWant, NodesWant};
+use crate::desired::{BucketWant, ClusterWant, Desired, GrantWant, KeyWant, NodeWant, NodesWant, RoleTemplate};
 use crate::secret::Secret;
+use crate::validate::{
+    ConfigError, parse_http_url, parse_size, read_secret_file, validate_access_key_id, validate_bucket_name,
+    validate_label, validate_secret_key,
+};
 
 /// Spec files larger than this are refused before parsing.
 pub const MAX_SPEC_BYTES: u64 = 256 * 1024;
@@ -346,8 +345,8 @@ impl Validator<'_> {
     }
 
     /// Keys, and the names they were declared with (for grants that name them).
-    fn keys(&self, specs: Vec<KeySpec>, base: &Path) -> Result<(Vec<KeyConfig>, Vec<String>), ConfigError> {
-        let mut keys: Vec<KeyConfig> = Vec::new();
+    fn keys(&self, specs: Vec<KeySpec>, base: &Path) -> Result<(Vec<KeyWant>, Vec<String>), ConfigError> {
+        let mut keys: Vec<KeyWant> = Vec::new();
         let mut names = Vec::new();
         for k in specs {
             validate_access_key_id(&k.id.value).map_err(|p| self.err(&k.id, format!("key id: {p}")))?;
@@ -373,7 +372,7 @@ impl Validator<'_> {
                 return Err(self.err(&k.id, format!("key name `{name}` is used twice")));
             }
             names.push(name.clone());
-            keys.push(KeyConfig { id: k.id.value, secret, name });
+            keys.push(KeyWant { id: k.id.value, secret, name });
         }
         Ok((keys, names))
     }
@@ -381,7 +380,7 @@ impl Validator<'_> {
     fn grants(
         &self,
         specs: Vec<GrantSpec>,
-        keys: &[KeyConfig],
+        keys: &[KeyWant],
         names: &[String],
         buckets: &[BucketWant],
     ) -> Result<Vec<GrantWant>, ConfigError> {

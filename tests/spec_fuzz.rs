@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use garage_init::config::RoleTemplate;
+use garage_init::desired::RoleTemplate;
 use garage_init::spec;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -211,7 +211,7 @@ pub fn describe_change(change: &StagedRoleChange) -> String {
 mod tests {
     use super::*;
     use crate::admin::types::{LayoutRole, NodeStatus, Partition, ZoneRedundancy};
-    use crate::config::RoleTemplate;
+    use crate::desired::RoleTemplate;
 
     fn node(id: &str, up: bool, total: Option<u64>) -> NodeStatus {
         NodeStatus {

@@ -5,10 +5,10 @@
 use serde_json::json;
 
 use crate::cli::{EnvArgs, EnvFormat, LogFormat};
-use crate::config::ConfigError;
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::HostEndpoints;
+use crate::validate::ConfigError;
 
 /// Everything `env` prints.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub struct Connection {
 impl Connection {
     pub fn from_args(args: &EnvArgs) -> Result<Self, ConfigError> {
         let endpoints = HostEndpoints::from_args(&args.endpoints)?;
-        let (bucket, key, region) = crate::config::resources(&args.resources)?;
+        let crate::config::Resources { bucket, key, region } = crate::config::resources(&args.resources)?;
         let cache_name = args.cache_name.trim().to_string();
         if cache_name.is_empty() || cache_name.chars().any(|c| c.is_whitespace() || c == ',' || c == '"') {
             return Err(ConfigError::new(

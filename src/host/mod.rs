@@ -19,7 +19,8 @@ pub mod status;
 use url::Url;
 
 use crate::cli::{HostEndpointArgs, ProbeArgs};
-use crate::config::{ConfigError, KeyConfig, parse_http_url};
+use crate::desired::KeyWant;
+use crate::validate::{ConfigError, parse_http_url};
 
 /// A service address: the URL requests go to, and the form messages show.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,7 +87,7 @@ pub struct ProbeConfig {
     pub endpoints: HostEndpoints,
     pub admin: Endpoint,
     pub bucket: String,
-    pub key: KeyConfig,
+    pub key: KeyWant,
     pub region: String,
 }
 
@@ -94,7 +95,7 @@ impl ProbeConfig {
     pub fn from_args(args: &ProbeArgs) -> Result<Self, ConfigError> {
         let endpoints = HostEndpoints::from_args(&args.endpoints)?;
         let admin = Endpoint::parse(&args.admin_endpoint, "--admin-endpoint (GARAGE_INIT_ADMIN_ENDPOINT)")?;
-        let (bucket, key, region) = crate::config::resources(&args.resources)?;
+        let crate::config::Resources { bucket, key, region } = crate::config::resources(&args.resources)?;
         Ok(Self { endpoints, admin, bucket, key, region })
     }
 }

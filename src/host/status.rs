@@ -6,12 +6,12 @@
 use serde_json::{Value, json};
 
 use crate::cli::{LogFormat, OutputFormat, StatusArgs};
-use crate::config::ConfigError;
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::check::{Report, probe_until_ready};
 use crate::host::docker::{Container, DockerError, DockerHost, Engine, PROJECT_LABEL};
 use crate::host::{ProbeConfig, print_json};
+use crate::validate::ConfigError;
 
 /// The one-shot service: ready once it has exited 0.
 pub const INIT_SERVICE: &str = "garage-init";

@@ -1,0 +1,328 @@
+//! Validators of every value garage-init accepts, and the error that names
+//! the setting a bad value came from. A leaf module: it depends on nothing
+//! else in the crate but [`crate::secret`], so the settings, the spec file
+//! and the CLI can all use it.
+
+use std::path::Path;
+use std::time::Duration;
+
+use url::Url;
+
+use crate::secret::Secret;
+
+/// Secret files larger than this are refused: a token is a line, not a file dump.
+const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{} {setting}: {problem}", if *.missing { "missing" } else { "invalid" })]
+pub struct ConfigError {
+    /// The flag and variable, e.g. `--bucket (GARAGE_INIT_BUCKET)`.
+    pub setting: String,
+    pub problem: String,
+    /// Not given at all, rather than given wrong.
+    pub missing: bool,
+}
+
+impl ConfigError {
+    pub fn new(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { setting: setting.into(), problem: problem.into(), missing: false }
+    }
+
+    pub fn missing(setting: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self { missing: true, ..Self::new(setting, problem) }
+    }
+}
+
+/// Reads a secret file, trimmed. Missing, unreadable, oversized or empty files are errors.
+pub fn read_secret_file(path: &Path, setting: &str) -> Result<Secret, ConfigError> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| ConfigError::new(setting, format!("cannot read {shown}: {e}")))?;
+    if !meta.is_file() {
+        return Err(ConfigError::new(setting, format!("{shown} is not a regular file")));
+    }
+    if meta.len() > MAX_SECRET_FILE_BYTES {
+        return Err(ConfigError::new(
+            setting,
+            format!(
+                "{shown} is {} bytes; a secret file holds one line (at most {MAX_SECRET_FILE_BYTES} bytes)",
+                meta.len()
+            ),
+        ));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::new(setting, format!("cannot read {shown}: {e}")))?;
+    let value = text.trim();
+    if value.is_empty() {
+        return Err(ConfigError::new(setting, format!("{shown} is empty")));
+    }
+    Ok(Secret::new(value))
+}
+
+/// Zones and tags: short printable words.
+pub fn validate_label(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if s.len() > 64 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("`{s}` must be at most 64 characters with no spaces"));
+    }
+    Ok(())
+}
+
+/// An `http://host[:port]` URL. garage-init is built without TLS so that it
+/// runs from a scratch image with no CA bundle; Garage in compose speaks HTTP.
+pub fn parse_http_url(text: &str, setting: &str) -> Result<Url, ConfigError> {
+    let text = text.trim();
+    let with_scheme = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
+    let url = Url::parse(&with_scheme).map_err(|e| ConfigError::new(setting, format!("`{text}` is not a URL: {e}")))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(ConfigError::new(
+                setting,
+                format!(
+                    "`{text}` uses https, which this build does not speak: use http:// (Garage's ports are plain HTTP)"
+                ),
+            ));
+        }
+        other => {
+            return Err(ConfigError::new(setting, format!("`{text}` has scheme {other}; use http://")));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ConfigError::new(setting, format!("`{text}` has no host")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(ConfigError::new(setting, "credentials in the URL are not supported; use the token settings"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(ConfigError::new(setting, format!("`{text}` must not have a query or fragment")));
+    }
+    Ok(url)
+}
+
+/// Garage's key id format: `GK` and 24 hex digits.
+pub fn validate_access_key_id(id: &str) -> Result<(), String> {
+    let Some(hex) = id.strip_prefix("GK") else {
+        return Err(format!("`{id}` must start with GK (Garage key ids are GK and 24 hex digits)"));
+    };
+    if hex.len() != 24 {
+        return Err(format!("`{id}` has {} characters; a Garage key id is GK and 24 hex digits (26 in all)", id.len()));
+    }
+    if let Some(c) = hex.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(format!("`{id}` contains `{c}`; after GK only hex digits 0-9, a-f are allowed"));
+    }
+    Ok(())
+}
+
+/// Garage's secret format: 64 hex digits. The value itself is never echoed.
+pub fn validate_secret_key(secret: &str) -> Result<(), String> {
+    if secret.len() != 64 {
+        return Err(format!(
+            "the secret has {} characters; Garage needs exactly 64 hex digits",
+            secret.chars().count()
+        ));
+    }
+    if !secret.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err("the secret must be 64 hex digits (0-9, a-f); it contains other characters".into());
+    }
+    Ok(())
+}
+
+/// The token goes into `Authorization: Bearer <token>` exactly. Garage 2.1
+/// aborts on some malformed bearer headers, so anything but visible ASCII is
+/// refused here, before it can reach the server.
+pub fn validate_admin_token(token: &str) -> Result<(), String> {
+    if token.is_empty() {
+        return Err("the admin token is empty".into());
+    }
+    if token.chars().any(|c| c.is_whitespace()) {
+        return Err("the admin token contains whitespace inside it; Garage tokens are one word".into());
+    }
+    if !token.chars().all(|c| c.is_ascii_graphic()) {
+        return Err("the admin token must be printable ASCII".into());
+    }
+    Ok(())
+}
+
+/// Garage's bucket name rules (S3's, plus `-s3alias` and punycode).
+pub fn validate_bucket_name(name: &str) -> Result<(), String> {
+    let n = name.len();
+    if !(3..=63).contains(&n) {
+        return Err(format!("`{name}` has {n} characters; bucket names have 3 to 63"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '.' || *c == '-')) {
+        return Err(format!("`{name}` contains `{c}`; only lowercase letters, digits, `.` and `-` are allowed"));
+    }
+    if name.starts_with(['.', '-']) || name.ends_with(['.', '-']) {
+        return Err(format!("`{name}` must start and end with a letter or digit"));
+    }
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!("`{name}` looks like an IP address, which S3 forbids as a bucket name"));
+    }
+    if name.ends_with("-s3alias") {
+        return Err(format!("`{name}` ends with -s3alias, which Garage reserves"));
+    }
+    if name.starts_with("xn--") || name.contains(".xn--") {
+        return Err(format!("`{name}` is punycode (xn--), which Garage refuses by default"));
+    }
+    Ok(())
+}
+
+/// Parses `120`, `120s`, `2m`, `500ms`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: use a number with s, m, h or ms, e.g. 120s"))?;
+    let d = match unit.trim() {
+        "" | "s" => Duration::from_secs(n),
+        "ms" => Duration::from_millis(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        other => {
+            return Err(format!("unknown unit `{other}` in `{text}`: use s, m, h or ms"));
+        }
+    };
+    if d.is_zero() {
+        return Err("a duration of 0 leaves no time to do anything".into());
+    }
+    Ok(d)
+}
+
+/// Parses a size in bytes: `1000000000`, `500MB`, `1G`, `10GiB`, `1TB`.
+/// Garage refuses capacities under 1024 bytes, so they are refused here too.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| format!("`{t}` is not a size: use bytes or a unit, e.g. 500GB or 1TiB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "t" | "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        other => {
+            return Err(format!("unknown unit `{other}` in `{t}`: use B, KB, MB, GB, TB or KiB, MiB, GiB, TiB"));
+        }
+    };
+    let bytes = n.checked_mul(mult).ok_or_else(|| format!("`{t}` is too large"))?;
+    if bytes < 1024 {
+        return Err(format!("`{t}` is under 1024 bytes, the smallest capacity Garage accepts"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_ids() {
+        assert!(validate_access_key_id("GK6275696c646b69742d6b6579").is_ok());
+        assert!(validate_access_key_id("GK0123456789ABCDEF01234567").is_ok());
+        assert!(validate_access_key_id("XK0123456789abcdef01234567").unwrap_err().contains("start with GK"));
+        assert!(validate_access_key_id("GK0123").unwrap_err().contains("26 in all"));
+        assert!(validate_access_key_id("GK0123456789abcdef0123456z").unwrap_err().contains("`z`"));
+    }
+
+    #[test]
+    fn secrets_are_checked_without_being_echoed() {
+        assert!(validate_secret_key(&"0123456789abcdef".repeat(4)).is_ok());
+        let bad = "zz".repeat(32);
+        let err = validate_secret_key(&bad).unwrap_err();
+        assert!(!err.contains(&bad));
+        let short = validate_secret_key("abc123").unwrap_err();
+        assert!(short.contains("6 characters") && !short.contains("abc123"));
+    }
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["buildkit-cache", "a.b-c", "abc", "0ab"] {
+            assert!(validate_bucket_name(ok).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("ab", "3 to 63"),
+            ("Buildkit", "`B`"),
+            ("-abc", "start and end"),
+            ("abc.", "start and end"),
+            ("192.168.1.1", "IP address"),
+            ("cache-s3alias", "-s3alias"),
+            ("xn--abc", "punycode"),
+            ("a_b_c", "`_`"),
+        ] {
+            let err = validate_bucket_name(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert!(validate_bucket_name(&"a".repeat(64)).is_err());
+    }
+
+    #[test]
+    fn admin_tokens() {
+        assert!(validate_admin_token("s3cr3t-token_with.dots").is_ok());
+        assert!(validate_admin_token("two words").is_err());
+        assert!(validate_admin_token("tab\there").is_err());
+        assert!(validate_admin_token("caf\u{e9}").is_err());
+        assert!(validate_admin_token("").is_err());
+    }
+
+    #[test]
+    fn urls() {
+        let s = "--admin-url (X)";
+        assert_eq!(parse_http_url("http://garage:3903", s).unwrap().as_str(), "http://garage:3903/");
+        assert_eq!(parse_http_url("localhost:3903", s).unwrap().as_str(), "http://localhost:3903/");
+        assert!(parse_http_url("https://garage:3903", s).unwrap_err().problem.contains("https"));
+        assert!(parse_http_url("ftp://garage", s).is_err());
+        assert!(parse_http_url("http://u:p@garage:3903", s).is_err());
+        assert!(parse_http_url("http://garage:3903/?x=1", s).is_err());
+        assert!(parse_http_url("http://", s).is_err());
+    }
+
+    #[test]
+    fn secret_files_are_trimmed_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("token");
+        std::fs::write(&good, "  tok3n\n").unwrap();
+        assert_eq!(read_secret_file(&good, "--x").unwrap().expose(), "tok3n");
+
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n \n").unwrap();
+        assert!(read_secret_file(&empty, "--x").unwrap_err().problem.contains("is empty"));
+
+        let missing = dir.path().join("missing");
+        assert!(read_secret_file(&missing, "--x").unwrap_err().problem.contains("cannot read"));
+
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'a'; 70_000]).unwrap();
+        assert!(read_secret_file(&big, "--x").unwrap_err().problem.contains("one line"));
+    }
+
+    #[test]
+    fn durations_with_and_without_units() {
+        assert_eq!(parse_duration("120").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration(" 1h ").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5 parsecs").unwrap_err().contains("parsecs"));
+    }
+
+    #[test]
+    fn sizes_decimal_and_binary() {
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("2048").unwrap(), 2048);
+        assert_eq!(parse_size("500mb").unwrap(), 500_000_000);
+        assert!(parse_size("100").unwrap_err().contains("1024"));
+        assert!(parse_size("99999999999TB").unwrap_err().contains("too large"));
+        assert!(parse_size("1XB").is_err());
+    }
+}
