@@ -10,9 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::validate::{parse_duration, parse_size};
 
-use crate::exit::{
-    CHECK_EXIT_CODES_HELP, ENV_EXIT_CODES_HELP, EXIT_CODES_HELP, PLAN_EXIT_CODES_HELP, STATUS_EXIT_CODES_HELP,
-};
+use crate::exit::{For, help};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,7 +21,7 @@ use crate::exit::{
         Without a subcommand, garage-init runs `apply`: it waits for Garage's admin API, converges the \
         cluster to the wanted state, checks that the key can write to the bucket, and exits 0. Running it \
         again changes nothing. It never deletes or overwrites a bucket, a key or a layout role.",
-    after_long_help = EXIT_CODES_HELP,
+    after_long_help = help(For::Apply),
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -41,7 +39,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Converge Garage to the wanted state and prove the key can write (the default).
-    #[command(after_long_help = EXIT_CODES_HELP)]
+    #[command(after_long_help = help(For::Apply))]
     Apply(ApplyArgs),
 
     /// Show what `apply` would change, and change nothing.
@@ -50,7 +48,7 @@ pub enum Command {
             (layout roles, keys, buckets, aliases, quotas, grants) and the drift it would leave alone. \
             Exits 0 when there is nothing to do, 10 when apply would change something, 11 when only drift \
             remains (like `terraform plan -detailed-exitcode`).",
-        after_long_help = PLAN_EXIT_CODES_HELP
+        after_long_help = help(For::Plan)
     )]
     Plan(ApplyArgs),
 
@@ -61,7 +59,7 @@ pub enum Command {
             round trip). Garage's unauthenticated /health on the admin port explains a missing layout.\n\n\
             Each unreachable service gets its own `Error: ... not reachable at ...` block on stderr. With \
             --wait, the probes repeat until everything is ready or the time is up.",
-        after_long_help = CHECK_EXIT_CODES_HELP
+        after_long_help = help(For::Check)
     )]
     Check(CheckArgs),
 
@@ -71,7 +69,7 @@ pub enum Command {
             as seen from the host, the region, the bucket, the access key id and its secret. They come from the \
             same settings and defaults as `apply`, so the consumer and the initialization cannot disagree.\n\n\
             This is the one command that prints the secret.",
-        after_long_help = ENV_EXIT_CODES_HELP
+        after_long_help = help(For::Env)
     )]
     Env(EnvArgs),
 
@@ -81,7 +79,7 @@ pub enum Command {
             state, health and exit code of each service. For a garage-init container that exited non-zero: \
             its exit code, what it means, and its last log lines. When Docker does not answer, the network \
             probes of `check` are reported instead.",
-        after_long_help = STATUS_EXIT_CODES_HELP
+        after_long_help = help(For::Status)
     )]
     Status(StatusArgs),
 }

@@ -63,17 +63,9 @@ impl Code {
         Self::ALL.into_iter().find(|c| i64::from(c.as_u8()) == status)
     }
 
-    /// What the code means, as the help table says it (without the number).
+    /// What the code means: its row of [`TABLE`].
     pub fn meaning(self) -> &'static str {
-        let number = self.as_u8().to_string();
-        EXIT_CODES_HELP
-            .lines()
-            .find_map(|line| {
-                let line = line.trim_start();
-                let rest = line.strip_prefix(number.as_str())?;
-                rest.starts_with(' ').then(|| rest.trim_start())
-            })
-            .unwrap_or("")
+        TABLE.iter().find(|(c, _)| *c == self).map(|(_, m)| *m).expect("every code has a row")
     }
 }
 
@@ -83,120 +75,173 @@ impl From<Code> for ExitCode {
     }
 }
 
-pub const EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0    converged: the layout, key, bucket and grant are in place and the key can write
-  1    other failure: an unexpected answer from Garage, or a layout Garage cannot compute
-  2    invalid input (flag, variable or file); nothing was sent to Garage
-  3    Garage unreachable, or the deadline passed while waiting for it
-  4    Garage rejected the admin token
-  5    conflict: Garage holds a key or layout that garage-init will not overwrite
-  6    S3 check failed: the key could not write, read back and delete an object
-  7    check: Garage answers but is not initialized (layout, bucket or key missing, or the key is refused)
-  8    status: a service is missing, stopped or unhealthy, or garage-init has not exited 0
-  9    status: Docker did not answer; the network probes of `check` were reported instead
-  10   plan: apply would make changes
-  11   plan: nothing for apply to do, but Garage differs from the spec where apply leaves it (drift)
-  130  interrupted (SIGINT or SIGTERM)";
+/// The one table of exit codes: `--help` renders it (whole for `apply`, a
+/// subset for each other command), the README lists it (a test compares
+/// them), and `status` explains a garage-init container's exit code with it.
+pub const TABLE: [(Code, &str); 13] = [
+    (Code::Ok, "converged: the layout, key, bucket and grant are in place and the key can write"),
+    (Code::Failure, "other failure: an unexpected answer from Garage, or a layout Garage cannot compute"),
+    (Code::Config, "invalid input (flag, variable or file); nothing was sent to Garage"),
+    (Code::Unreachable, "Garage unreachable, or the deadline passed while waiting for it"),
+    (Code::Auth, "Garage rejected the admin token"),
+    (Code::Conflict, "conflict: Garage holds a key, alias or layout that garage-init will not overwrite"),
+    (Code::Verify, "S3 check failed: the key could not write, read back and delete an object"),
+    (
+        Code::NotInitialized,
+        "check: Garage answers but is not initialized (layout, bucket or key missing, or the key is refused)",
+    ),
+    (Code::NotReady, "status: a service is missing, stopped or unhealthy, or garage-init has not exited 0"),
+    (Code::DockerUnreachable, "status: Docker did not answer; the network probes of `check` were reported instead"),
+    (Code::PlanChanges, "plan: apply would make changes"),
+    (Code::PlanDrift, "plan: nothing for apply to do, but Garage differs from the spec where apply leaves it (drift)"),
+    (Code::Interrupted, "interrupted (SIGINT or SIGTERM)"),
+];
 
-/// `garage-init plan`.
-pub const PLAN_EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0    nothing to do: Garage matches the wanted state
-  1    other failure: an unexpected answer from Garage
-  2    invalid input (flag, variable, file or spec); nothing was sent to Garage
-  3    Garage unreachable, or the deadline passed while waiting for it
-  4    Garage rejected the admin token
-  5    conflict: apply would stop on a key or alias it will not overwrite
-  10   apply would make changes (listed)
-  11   nothing for apply to do, but Garage differs from the spec where apply leaves it (drift, listed)";
+/// A command's own help table: which codes it uses, and where its wording
+/// differs from [`TABLE`]'s, its own.
+type CommandCodes = &'static [(Code, Option<&'static str>)];
 
-/// `garage-init check`.
-pub const CHECK_EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0    ready: the registry answers, and the key can write to the bucket
-  1    other failure: an unexpected answer (is the address a registry, is it Garage's S3 port?)
-  2    invalid input (flag, variable or file); nothing was sent
-  3    the registry or Garage is not reachable (start them: docker compose up -d)
-  7    Garage answers but is not initialized (run: docker compose run --rm garage-init)";
+/// The commands whose `--help` lists exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum For {
+    Apply,
+    Plan,
+    Check,
+    Env,
+    Status,
+}
 
-/// `garage-init env`.
-pub const ENV_EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0    printed
-  2    invalid input (flag, variable or file); nothing was printed";
+impl For {
+    pub const ALL: [For; 5] = [For::Apply, For::Plan, For::Check, For::Env, For::Status];
 
-/// `garage-init status`.
-pub const STATUS_EXIT_CODES_HELP: &str = "\
-Exit codes:
-  0    every service runs (healthy, where it has a healthcheck) and garage-init exited 0
-  2    invalid input (flag, variable or file)
-  8    not ready: no containers, a service stopped, restarting or unhealthy, or garage-init
-       still running or exited non-zero
-  9    Docker did not answer; the network probes of `check` were reported instead";
+    fn codes(self) -> CommandCodes {
+        match self {
+            For::Apply => &[],
+            For::Plan => &[
+                (Code::Ok, Some("nothing to do: Garage matches the wanted state")),
+                (Code::Failure, Some("other failure: an unexpected answer from Garage")),
+                (Code::Config, Some("invalid input (flag, variable, file or spec); nothing was sent to Garage")),
+                (Code::Unreachable, None),
+                (Code::Auth, None),
+                (Code::Conflict, Some("conflict: apply would stop on a key or alias it will not overwrite")),
+                (Code::PlanChanges, Some("apply would make changes (listed)")),
+                (
+                    Code::PlanDrift,
+                    Some(
+                        "nothing for apply to do, but Garage differs from the spec where apply leaves it (drift, listed)",
+                    ),
+                ),
+            ],
+            For::Check => &[
+                (Code::Ok, Some("ready: the registry answers, and the key can write to the bucket")),
+                (
+                    Code::Failure,
+                    Some("other failure: an unexpected answer (is the address a registry, is it Garage's S3 port?)"),
+                ),
+                (Code::Config, Some("invalid input (flag, variable or file); nothing was sent")),
+                (Code::Unreachable, Some("the registry or Garage is not reachable (start them: docker compose up -d)")),
+                (
+                    Code::NotInitialized,
+                    Some("Garage answers but is not initialized (run: docker compose run --rm garage-init)"),
+                ),
+            ],
+            For::Env => &[
+                (Code::Ok, Some("printed")),
+                (Code::Config, Some("invalid input (flag, variable or file); nothing was printed")),
+            ],
+            For::Status => &[
+                (Code::Ok, Some("every service runs (healthy, where it has a healthcheck) and garage-init exited 0")),
+                (Code::Config, Some("invalid input (flag, variable or file)")),
+                (
+                    Code::NotReady,
+                    Some(
+                        "not ready: no containers, a service stopped, restarting or unhealthy, or garage-init \
+                         still running or exited non-zero",
+                    ),
+                ),
+                (
+                    Code::DockerUnreachable,
+                    Some("Docker did not answer; the network probes of `check` were reported instead"),
+                ),
+            ],
+        }
+    }
+
+    /// The rows of this command's table.
+    pub fn rows(self) -> Vec<(Code, &'static str)> {
+        match self.codes() {
+            [] => TABLE.to_vec(),
+            codes => codes.iter().map(|(c, text)| (*c, text.unwrap_or_else(|| c.meaning()))).collect(),
+        }
+    }
+}
+
+/// Help lines are wrapped at this width; continuation lines are indented under the text.
+const HELP_WIDTH: usize = 100;
+
+/// `Exit codes:` and one aligned row per code, for `after_long_help`.
+pub fn help(command: For) -> String {
+    let mut out = String::from("Exit codes:");
+    for (code, text) in command.rows() {
+        let mut line = format!("\n  {:<5}", code.as_u8());
+        let mut width = line.len() - 1;
+        for word in text.split_whitespace() {
+            if width + 1 + word.len() > HELP_WIDTH && width > 7 {
+                line.push_str("\n       ");
+                width = 7;
+            } else if width > 7 {
+                line.push(' ');
+                width += 1;
+            }
+            line.push_str(word);
+            width += word.len();
+        }
+        out.push_str(&line);
+    }
+    out
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn help_table_matches_the_codes() {
-        for (code, word) in [
-            (Code::Ok, "converged"),
-            (Code::Failure, "other failure"),
-            (Code::Config, "invalid input"),
-            (Code::Unreachable, "unreachable"),
-            (Code::Auth, "admin token"),
-            (Code::Conflict, "conflict"),
-            (Code::Verify, "S3 check failed"),
-            (Code::NotInitialized, "not initialized"),
-            (Code::NotReady, "status"),
-            (Code::DockerUnreachable, "Docker did not answer"),
-            (Code::PlanChanges, "apply would make changes"),
-            (Code::PlanDrift, "drift"),
-            (Code::Interrupted, "interrupted"),
-        ] {
-            let line = EXIT_CODES_HELP
-                .lines()
-                .find(|l| l.trim_start().starts_with(&format!("{} ", code.as_u8())))
-                .unwrap_or_else(|| panic!("no help line for exit code {}", code.as_u8()));
-            assert!(line.contains(word), "help line `{line}` should mention `{word}`");
-        }
-    }
-
-    #[test]
-    fn every_code_has_a_meaning_and_the_table_no_other_code() {
+    fn every_code_has_one_row_and_the_table_no_other_code() {
         for code in Code::ALL {
-            assert!(!code.meaning().is_empty(), "exit code {} has no line in EXIT_CODES_HELP", code.as_u8());
+            assert_eq!(TABLE.iter().filter(|(c, _)| *c == code).count(), 1, "exit code {}", code.as_u8());
+            assert!(!code.meaning().is_empty());
             assert_eq!(Code::from_exit_status(i64::from(code.as_u8())), Some(code));
         }
-        let numbered = EXIT_CODES_HELP.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()));
-        assert_eq!(numbered.count(), Code::ALL.len());
+        assert_eq!(TABLE.len(), Code::ALL.len());
         assert_eq!(Code::Auth.meaning(), "Garage rejected the admin token");
         assert_eq!(Code::from_exit_status(42), None);
         assert_eq!(Code::from_exit_status(-1), None);
     }
 
     #[test]
-    fn command_tables_agree_with_the_main_table() {
-        // Each command's table lists a subset of the codes, and only codes that exist.
-        for table in [CHECK_EXIT_CODES_HELP, ENV_EXIT_CODES_HELP, STATUS_EXIT_CODES_HELP, PLAN_EXIT_CODES_HELP] {
-            for line in table.lines().skip(1) {
-                let Some(number) = line.split_whitespace().next().and_then(|n| n.parse::<i64>().ok()) else {
-                    continue; // a continuation line
-                };
-                assert!(Code::from_exit_status(number).is_some(), "unknown exit code in `{line}`");
-            }
-        }
-        for (table, code) in [
-            (CHECK_EXIT_CODES_HELP, Code::Unreachable),
-            (CHECK_EXIT_CODES_HELP, Code::NotInitialized),
-            (STATUS_EXIT_CODES_HELP, Code::NotReady),
-            (STATUS_EXIT_CODES_HELP, Code::DockerUnreachable),
-            (PLAN_EXIT_CODES_HELP, Code::PlanChanges),
-            (PLAN_EXIT_CODES_HELP, Code::PlanDrift),
-        ] {
-            assert!(table.lines().any(|l| l.trim_start().starts_with(&format!("{} ", code.as_u8()))));
-        }
+    fn help_renders_the_table_aligned_and_wrapped() {
+        let help = help(For::Apply);
+        assert!(help.starts_with("Exit codes:\n  0    converged: "), "{help}");
+        assert!(help.contains("\n  130  interrupted (SIGINT or SIGTERM)"), "{help}");
+        assert!(help.lines().all(|l| l.len() <= HELP_WIDTH), "{help}");
+        let numbered = help.lines().filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()));
+        assert_eq!(numbered.count(), TABLE.len());
+        // A wrapped row continues under its text.
+        let status = super::help(For::Status);
+        let continued = status.lines().find(|l| l.starts_with("       ")).expect("the long row of 8 wraps");
+        assert!(continued.trim_start().starts_with(|c: char| c.is_ascii_lowercase()), "{status}");
+    }
+
+    #[test]
+    fn each_command_lists_its_own_codes() {
+        let codes = |f: For| f.rows().into_iter().map(|(c, _)| c).collect::<Vec<_>>();
+        assert_eq!(codes(For::Apply), Code::ALL.to_vec());
+        assert!(codes(For::Plan).contains(&Code::PlanChanges) && codes(For::Plan).contains(&Code::PlanDrift));
+        assert!(codes(For::Check).contains(&Code::NotInitialized) && !codes(For::Check).contains(&Code::Verify));
+        assert_eq!(codes(For::Env), vec![Code::Ok, Code::Config]);
+        assert!(codes(For::Status).contains(&Code::DockerUnreachable));
+        // A command's own wording, where it has one; the table's elsewhere.
+        assert_eq!(For::Plan.rows()[4], (Code::Auth, Code::Auth.meaning()));
+        assert_eq!(For::Env.rows()[0].1, "printed");
     }
 }

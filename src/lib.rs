@@ -60,9 +60,9 @@ pub async fn run(cli: Cli) -> Code {
         None => apply(&cli.apply, format).await,
         Some(Command::Apply(args)) => apply(&args, format).await,
         Some(Command::Plan(args)) => plan(&args, format).await,
-        Some(Command::Check(args)) => return host::check::run(&args, format).await,
-        Some(Command::Env(args)) => return host::env::run(&args, format),
-        Some(Command::Status(args)) => return host::status::run(&args, format).await,
+        Some(Command::Check(args)) => host::check::run(&args).await,
+        Some(Command::Env(args)) => host::env::run(&args),
+        Some(Command::Status(args)) => host::status::run(&args).await,
     };
     match result {
         Ok(code) => code,

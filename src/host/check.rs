@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::admin::transport_reason;
-use crate::cli::{CheckArgs, LogFormat, OutputFormat};
+use crate::cli::{CheckArgs, OutputFormat};
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::{ProbeConfig, print_json};
@@ -199,19 +199,13 @@ impl Report {
     }
 }
 
-/// Runs `check`; prints the result and returns the exit code.
-pub async fn run(args: &CheckArgs, log_format: LogFormat) -> Code {
-    let cfg = match ProbeConfig::from_args(&args.probes) {
-        Ok(cfg) => cfg,
-        Err(e) => {
-            let e = Error::from(e);
-            crate::print_error(&e, log_format);
-            return e.code();
-        }
-    };
+/// Runs `check`; prints the result and returns the exit code. Invalid
+/// settings are an error, printed by the caller like every command's.
+pub async fn run(args: &CheckArgs) -> Result<Code, Error> {
+    let cfg = ProbeConfig::from_args(&args.probes)?;
     let report = probe_until_ready(&cfg, args.wait).await;
     report.print(args.format);
-    report.code()
+    Ok(report.code())
 }
 
 /// Probes once, or with `wait`, again until everything is ready or the time is up.

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use crate::cli::{EnvArgs, EnvFormat, LogFormat};
+use crate::cli::{EnvArgs, EnvFormat};
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::HostEndpoints;
@@ -108,19 +108,11 @@ impl Connection {
     }
 }
 
-/// Runs `env`; returns the exit code.
-pub fn run(args: &EnvArgs, log_format: LogFormat) -> Code {
-    match Connection::from_args(args) {
-        Ok(connection) => {
-            print!("{}", connection.render(args.format));
-            Code::Ok
-        }
-        Err(e) => {
-            let e = Error::from(e);
-            crate::print_error(&e, log_format);
-            e.code()
-        }
-    }
+/// Runs `env`: prints the settings, or returns the error for the caller to print.
+pub fn run(args: &EnvArgs) -> Result<Code, Error> {
+    let connection = Connection::from_args(args)?;
+    print!("{}", connection.render(args.format));
+    Ok(Code::Ok)
 }
 
 /// A POSIX shell word that stands for exactly `value`.

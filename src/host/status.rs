@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::cli::{LogFormat, OutputFormat, StatusArgs};
+use crate::cli::{OutputFormat, StatusArgs};
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::check::{Report, probe_until_ready};
@@ -301,21 +301,14 @@ fn table(services: &[ServiceStatus]) -> String {
     out
 }
 
-/// Runs `status`; prints the result and returns the exit code.
-pub async fn run(args: &StatusArgs, log_format: LogFormat) -> Code {
-    let inputs =
-        project_name(args.project.as_deref()).and_then(|project| Ok((project, ProbeConfig::from_args(&args.probes)?)));
-    let (project, probes) = match inputs {
-        Ok(inputs) => inputs,
-        Err(e) => {
-            let e = Error::from(e);
-            crate::print_error(&e, log_format);
-            return e.code();
-        }
-    };
+/// Runs `status`; prints the result and returns the exit code. Invalid
+/// settings are an error, printed by the caller like every command's.
+pub async fn run(args: &StatusArgs) -> Result<Code, Error> {
+    let project = project_name(args.project.as_deref())?;
+    let probes = ProbeConfig::from_args(&args.probes)?;
     let status = stack_status(project, &probes).await;
     status.print(args.format);
-    status.code()
+    Ok(status.code())
 }
 
 pub async fn stack_status(project: String, probes: &ProbeConfig) -> StackStatus {
