@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::admin::AdminError;
 use crate::exit::Code;
 use crate::validate::ConfigError;
+use crate::wait::Pending;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -15,8 +16,8 @@ pub enum Error {
     #[error("Garage's admin API at {url} rejected the admin token ({status} {code})")]
     Auth { url: String, status: u16, code: String },
 
-    #[error("gave up after {}: {waiting_for} was not ready; last error: {last}", secs(*.deadline))]
-    Deadline { deadline: Duration, waiting_for: String, last: String },
+    #[error("gave up after {}: {}", secs(*.deadline), unfinished(.pending))]
+    Deadline { deadline: Duration, pending: Vec<Pending> },
 
     #[error("{message}")]
     Conflict { message: String, hint: String },
@@ -32,6 +33,25 @@ pub enum Error {
 
     #[error("interrupted")]
     Interrupted,
+}
+
+/// "X was not ready; last error: E" for one step; every step with its last error for more.
+fn unfinished(pending: &[Pending]) -> String {
+    let last = |p: &Pending| p.last_error.clone().unwrap_or_else(|| "none; a request was still in flight".into());
+    match pending {
+        [] => "a request was still in flight".into(),
+        [one] => format!("{} was not ready; last error: {}", one.step, last(one)),
+        many => {
+            let each: Vec<String> = many
+                .iter()
+                .map(|p| match &p.last_error {
+                    Some(e) => format!("{} (last error: {e})", p.step),
+                    None => format!("{} (not attempted yet)", p.step),
+                })
+                .collect();
+            format!("{} steps unfinished: {}", many.len(), each.join("; "))
+        }
+    }
 }
 
 fn secs(d: Duration) -> String {
@@ -129,15 +149,24 @@ mod tests {
         assert_eq!(other.code(), Code::Failure);
         assert!(other.hint().unwrap().contains("docker compose logs garage"), "every failure names a next step");
 
+        let pending = |step: &str, e: Option<&str>| Pending { step: step.into(), last_error: e.map(Into::into) };
         let deadline = Error::Deadline {
             deadline: Duration::from_secs(3),
-            waiting_for: "Garage's admin API at http://garage:3903".into(),
-            last: "Connection refused".into(),
+            pending: vec![pending("Garage's admin API at http://garage:3903", Some("Connection refused"))],
         };
         assert_eq!(deadline.code(), Code::Unreachable);
         assert_eq!(
             deadline.to_string(),
             "gave up after 3s: Garage's admin API at http://garage:3903 was not ready; last error: Connection refused"
+        );
+        let several = Error::Deadline {
+            deadline: Duration::from_millis(2500),
+            pending: vec![pending("cluster readiness", Some("Quorum is not available")), pending("key GK1", None)],
+        };
+        assert_eq!(
+            several.to_string(),
+            "gave up after 2.5s: 2 steps unfinished: cluster readiness (last error: Quorum is not available); \
+             key GK1 (not attempted yet)"
         );
     }
 }

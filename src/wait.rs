@@ -3,8 +3,9 @@
 //! Delays start fast, so that a Garage starting alongside garage-init is seen
 //! within milliseconds, then back off with jitter so that a slow or dead
 //! server is not hammered. The deadline itself is enforced once, around the
-//! whole run, by `tokio::time::timeout`; waits only record what they last
-//! saw so that the deadline error can say why it gave up.
+//! whole run, by `tokio::time::timeout`; [`Progress`] records every step
+//! still unfinished and why its last attempt failed, so that the deadline
+//! error can say what was awaited, and why.
 
 use std::fmt::Display;
 use std::sync::Mutex;
@@ -37,59 +38,83 @@ pub fn delays() -> impl Iterator<Item = Duration> + Send + Sync + Unpin {
     )
 }
 
-/// What the run is doing, and why its last attempt failed; read when the deadline passes.
+/// A step the run has not finished, and why its last attempt failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// What it is, with where: "Garage's admin API at http://garage:3903", "key GK… (buildkit-key)".
+    pub step: String,
+    /// `None`: not attempted yet, or its request was still in flight.
+    pub last_error: Option<String>,
+}
+
+/// Every unfinished step of a run, in the order they began; read when the
+/// deadline passes, so that the error names all of them.
 #[derive(Debug, Default)]
 pub struct Progress {
-    state: Mutex<(String, Option<String>)>,
+    steps: Mutex<Vec<Pending>>,
 }
 
 impl Progress {
-    /// Starts a step: `what` names it with its URL, e.g. "Garage's admin API at http://garage:3903".
-    pub fn step(&self, what: &str) {
-        *self.state.lock().unwrap() = (what.to_string(), None);
+    /// Records a failed attempt of `step`, starting the step if it is new.
+    pub fn failed(&self, step: &str, why: &dyn Display) {
+        let mut steps = self.steps.lock().unwrap();
+        let why = Some(why.to_string());
+        match steps.iter_mut().find(|p| p.step == step) {
+            Some(p) => p.last_error = why,
+            None => steps.push(Pending { step: step.to_string(), last_error: why }),
+        }
     }
 
-    pub fn failed_attempt(&self, why: &dyn Display) {
-        self.state.lock().unwrap().1 = Some(why.to_string());
+    /// Starts `step` unless it is already under way.
+    pub fn started(&self, step: &str) {
+        let mut steps = self.steps.lock().unwrap();
+        if !steps.iter().any(|p| p.step == step) {
+            steps.push(Pending { step: step.to_string(), last_error: None });
+        }
     }
 
-    /// `(step, last error)`.
-    pub fn snapshot(&self) -> (String, Option<String>) {
-        self.state.lock().unwrap().clone()
+    pub fn finished(&self, step: &str) {
+        self.steps.lock().unwrap().retain(|p| p.step != step);
+    }
+
+    /// Keeps only the steps `keep` accepts (the others are done).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.steps.lock().unwrap().retain(|p| keep(&p.step));
+    }
+
+    pub fn unfinished(&self) -> Vec<Pending> {
+        self.steps.lock().unwrap().clone()
     }
 }
 
 /// One wait: sleeps between attempts and keeps users informed.
-pub struct Waiter<'a> {
-    progress: &'a Progress,
+pub struct Waiter {
+    what: String,
     delays: Box<dyn Iterator<Item = Duration> + Send + Sync + Unpin>,
     started: Instant,
     reported: Option<Instant>,
 }
 
-impl<'a> Waiter<'a> {
-    /// Starts the step `what` (see [`Progress::step`]).
-    pub fn new(what: &str, progress: &'a Progress) -> Self {
-        progress.step(what);
-        Self { progress, delays: Box::new(delays()), started: Instant::now(), reported: None }
+impl Waiter {
+    /// A wait for `what`, e.g. "Garage's admin API at http://garage:3903" (for log lines).
+    pub fn new(what: &str) -> Self {
+        Self { what: what.to_string(), delays: Box::new(delays()), started: Instant::now(), reported: None }
     }
 
-    /// Records why the last attempt did not succeed, logs it (at info once
-    /// every few seconds, at debug otherwise), and sleeps before the next one.
+    /// Logs why the last attempt did not succeed (at info once every few
+    /// seconds, at debug otherwise), and sleeps before the next one.
     pub async fn pause(&mut self, why: &dyn Display) {
-        self.progress.failed_attempt(why);
         let now = Instant::now();
         let due = match self.reported {
             None => now.duration_since(self.started) >= Duration::from_millis(500),
             Some(at) => now.duration_since(at) >= REPORT_EVERY,
         };
-        let (what, _) = self.progress.snapshot();
         if due {
             self.reported = Some(now);
             let elapsed_ms = now.duration_since(self.started).as_millis() as u64;
-            tracing::info!(waiting_for = %what, reason = %why, elapsed_ms, "still waiting");
+            tracing::info!(waiting_for = %self.what, reason = %why, elapsed_ms, "still waiting");
         } else {
-            tracing::debug!(waiting_for = %what, reason = %why, "retrying");
+            tracing::debug!(waiting_for = %self.what, reason = %why, "retrying");
         }
         let delay = self.delays.next().unwrap_or(SLOW_MAX);
         tokio::time::sleep(delay).await;
@@ -113,8 +138,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_minute_of_waiting_costs_about_a_hundred_and_fifty_attempts() {
-        let progress = Progress::default();
-        let mut waiter = Waiter::new("test", &progress);
+        let mut waiter = Waiter::new("test");
         let start = Instant::now();
         let mut attempts = 0;
         while start.elapsed() < Duration::from_secs(60) {
@@ -123,6 +147,20 @@ mod tests {
         }
         // 60 fast attempts, then on average one every 750 ms.
         assert!((90..=200).contains(&attempts), "{attempts} attempts");
-        assert_eq!(progress.snapshot(), ("test".into(), Some("refused".into())));
+    }
+
+    #[test]
+    fn progress_keeps_every_unfinished_step_with_its_last_error() {
+        let progress = Progress::default();
+        progress.started("layout");
+        progress.failed("key", &"503 Service Unavailable");
+        progress.failed("key", &"Connection refused");
+        progress.started("key");
+        progress.failed("bucket", &"timed out");
+        progress.finished("bucket");
+        let pending = |step: &str, e: Option<&str>| Pending { step: step.into(), last_error: e.map(Into::into) };
+        assert_eq!(progress.unfinished(), vec![pending("layout", None), pending("key", Some("Connection refused"))]);
+        progress.retain(|s| s != "layout");
+        assert_eq!(progress.unfinished(), vec![pending("key", Some("Connection refused"))]);
     }
 }

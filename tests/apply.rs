@@ -422,3 +422,27 @@ async fn a_fresh_run_costs_eight_token_checks_and_a_converged_one_two() {
     // The counters can fail this test: the fresh run made its changes through them.
     assert!(after_fresh - before >= 5, "{:?}", g.admin_request_counts().await);
 }
+
+#[tokio::test]
+async fn a_cluster_without_quorum_names_every_unfinished_step_at_the_deadline() {
+    // Half the partitions on a node that never existed: Garage stays `unavailable`.
+    let g = Garage::started().await;
+    let id = g.node_id().await;
+    let ghost = "ab".repeat(32);
+    let roles = json!({"roles": [
+        {"id": id, "zone": "dc1", "capacity": 1_000_000_000u64, "tags": []},
+        {"id": ghost, "zone": "dc1", "capacity": 1_000_000_000u64, "tags": []}]});
+    g.post("UpdateClusterLayout", roles).await.unwrap();
+    g.post("ApplyClusterLayout", json!({"version": 1})).await.unwrap();
+
+    let run = garage_init(&with(&g.init_env(), "GARAGE_INIT_DEADLINE", "3s"), &[]).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    let error =
+        run.stderr.lines().find(|l| l.starts_with("Error: gave up after 3s")).unwrap_or_else(|| panic!("{run:?}"));
+    assert!(error.contains("steps unfinished"), "{run:?}");
+    assert!(error.contains(&format!("cluster readiness at {} (last error:", g.admin_url())), "{run:?}");
+    for step in [format!("key {KEY_ID} (buildkit-key)"), format!("bucket {BUCKET}"), "grant read, write, owner".into()]
+    {
+        assert!(error.contains(&step), "`{step}` missing: {run:?}");
+    }
+}

@@ -164,7 +164,8 @@ async fn connect(member: &Member, peers: &[Peer], progress: &Progress) -> Result
         return Err(ActionError::Ambiguous(format!("nodes not connected: {}", failures.join("; "))));
     }
     // A peer that dialled in shows as up once the full mesh dials back: milliseconds.
-    let mut waiter = Waiter::new(&format!("cluster membership at {}", member.url()), progress);
+    let step = format!("cluster membership at {}", member.url());
+    let mut waiter = Waiter::new(&step);
     loop {
         let status = member.client.cluster_status().await?;
         let down: Vec<&str> = peers
@@ -173,9 +174,12 @@ async fn connect(member: &Member, peers: &[Peer], progress: &Progress) -> Result
             .map(|p| p.admin_url.as_str())
             .collect();
         if down.is_empty() {
+            progress.finished(&step);
             return Ok(status);
         }
-        waiter.pause(&format!("nodes not connected yet: {}", down.join(", "))).await;
+        let why = format!("nodes not connected yet: {}", down.join(", "));
+        progress.failed(&step, &why);
+        waiter.pause(&why).await;
     }
 }
 

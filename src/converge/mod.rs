@@ -75,14 +75,7 @@ pub async fn within_deadline<T>(
 ) -> Result<T, Error> {
     match tokio::time::timeout(cfg.deadline, work).await {
         Ok(result) => result,
-        Err(_) => {
-            let (waiting_for, last) = progress.snapshot();
-            Err(Error::Deadline {
-                deadline: cfg.deadline,
-                waiting_for,
-                last: last.unwrap_or_else(|| "none; a request was still in flight".into()),
-            })
-        }
+        Err(_) => Err(Error::Deadline { deadline: cfg.deadline, pending: progress.unfinished() }),
     }
 }
 
@@ -106,8 +99,15 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
     let desired = &cfg.desired;
     let coordinator_url = display_url(members[0].client.base_url());
 
+    // The steps a deadline error names, each with its last error.
+    let observing = format!("Garage's admin API at {coordinator_url}");
+    let membership = format!("cluster membership at {coordinator_url}");
+    let readiness = format!("cluster readiness at {coordinator_url}");
+    let proof = format!("S3 check at {}", display_url(&cfg.s3_url));
+
     let work = async {
-        let mut waiter = Waiter::new(&format!("Garage's admin API at {coordinator_url}"), &progress);
+        let mut waiter = Waiter::new(&observing);
+        let mut action_steps: Vec<String> = Vec::new();
         let mut observed: Option<Observed> = None;
         let mut memory = Memory::default();
         let mut touched: Vec<Resource> = Vec::new();
@@ -117,8 +117,12 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             let mut obs = match observed.take() {
                 Some(obs) => obs,
                 None => match observe::observe(&members, desired).await {
-                    Ok(obs) => obs,
+                    Ok(obs) => {
+                        progress.finished(&observing);
+                        obs
+                    }
                     Err(Failure::Retry(why)) => {
+                        progress.failed(&observing, &why);
                         waiter.pause(&why).await;
                         continue;
                     }
@@ -130,9 +134,17 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 return Err(c.clone().into());
             }
             if !plan.waiting.is_empty() {
-                waiter.pause(&plan.waiting.join("; ")).await;
+                let why = plan.waiting.join("; ");
+                progress.failed(&membership, &why);
+                waiter.pause(&why).await;
                 continue;
             }
+            progress.finished(&membership);
+            // What is left to do, as the deadline error would name it.
+            let steps: Vec<String> = plan.actions.iter().map(|a| step_name(&a.line(desired, true))).collect();
+            action_steps.iter().filter(|s| !steps.contains(s)).for_each(|s| progress.finished(s));
+            steps.iter().for_each(|s| progress.started(s));
+            action_steps = steps;
             for action in &plan.actions {
                 if let Action::ImportKey { key } = action
                     && memory.refused_imports.contains(key)
@@ -147,14 +159,20 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             if needs_ready && obs.readiness != Readiness::Ready {
                 match observe::readiness(&members, &obs).await {
                     Ok(Readiness::NotReady(why)) => {
-                        waiter.pause(&format!("cluster not ready: {}", why.join(", "))).await;
+                        let why = why.join(", ");
+                        progress.failed(&readiness, &why);
+                        waiter.pause(&format!("cluster not ready: {why}")).await;
                         if obs.at.elapsed() < TRUST_UNEXPLAINED_WAIT {
                             observed = Some(obs);
                         }
                         continue;
                     }
-                    Ok(ready) => obs.readiness = ready,
+                    Ok(ready) => {
+                        progress.finished(&readiness);
+                        obs.readiness = ready;
+                    }
                     Err(Failure::Retry(why)) => {
+                        progress.failed(&readiness, &why);
                         waiter.pause(&why).await;
                         continue;
                     }
@@ -186,7 +204,8 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                         if final_answer {
                             return Err(s3check::verify_error(&cfg.s3_url, failure));
                         }
-                        waiter.pause(&format!("S3 check at {}: {failure}", display_url(&cfg.s3_url))).await;
+                        progress.failed(&proof, &failure);
+                        waiter.pause(&format!("{proof}: {failure}")).await;
                         if obs.at.elapsed() < TRUST_UNEXPLAINED_WAIT {
                             observed = Some(obs);
                         }
@@ -210,7 +229,9 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             }
             let mut reasons = Vec::new();
             for (action, error) in executed.failed {
-                reasons.push(judge(&members[obs.coordinator], &action, error, &mut memory)?);
+                let why = judge(&members[obs.coordinator], &action, error, &mut memory)?;
+                progress.failed(&step_name(&action.line(desired, true)), &why);
+                reasons.push(why);
             }
             // Nothing seen before the failure is trusted after it.
             waiter.pause(&reasons.join("; ")).await;
@@ -219,6 +240,11 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
     within_deadline(cfg, &progress, work).await?;
     reporter.finish(started.elapsed(), requests(&members));
     Ok(())
+}
+
+/// "key GK6275696c646b69742d6b6579 (buildkit-key)": an action as a step of the run.
+fn step_name(line: &Line) -> String {
+    format!("{} {}", line.resource, line.detail)
 }
 
 /// Decides what a failed action means: a reason to observe again, or the end of the run.
@@ -279,20 +305,22 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
     let members = members(cfg)?;
     let desired = &cfg.desired;
     let work = async {
-        let mut waiter =
-            Waiter::new(&format!("Garage's admin API at {}", display_url(members[0].client.base_url())), &progress);
+        let observing = format!("Garage's admin API at {}", display_url(members[0].client.base_url()));
+        let mut waiter = Waiter::new(&observing);
         loop {
-            match observe::observe(&members, desired).await {
+            let why = match observe::observe(&members, desired).await {
                 Ok(obs) => {
                     let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
                     if plan.waiting.is_empty() {
                         return Ok(plan);
                     }
-                    waiter.pause(&plan.waiting.join("; ")).await;
+                    plan.waiting.join("; ")
                 }
-                Err(Failure::Retry(why)) => waiter.pause(&why).await,
+                Err(Failure::Retry(why)) => why,
                 Err(Failure::Fatal(e)) => return Err(e),
-            }
+            };
+            progress.failed(&observing, &why);
+            waiter.pause(&why).await;
         }
     };
     let plan = within_deadline(cfg, &progress, work).await?;

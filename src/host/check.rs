@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::exit::Code;
 use crate::host::{ProbeConfig, print_json};
 use crate::s3check::{Failure, probe_once};
-use crate::wait::{Progress, Waiter};
+use crate::wait::Waiter;
 
 /// How long one probe request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -213,8 +213,7 @@ pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Rep
     // Every probe is bounded by its own `limit`; the shared client adds the connect timeout.
     let http = crate::admin::http_client(reqwest::header::HeaderMap::new()).unwrap_or_default();
     let deadline = wait.map(|w| Instant::now() + w);
-    let progress = Progress::default();
-    let mut waiter = Waiter::new("the registry and Garage", &progress);
+    let mut waiter = Waiter::new("the registry and Garage");
     loop {
         let limit = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()).clamp(MIN_REQUEST_TIME, REQUEST_TIMEOUT),
