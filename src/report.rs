@@ -58,6 +58,13 @@ impl Line {
     }
 }
 
+/// What a plan would do: changes (created or updated), and drift left alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanCounts {
+    pub changes: usize,
+    pub drift: usize,
+}
+
 #[derive(Debug)]
 pub struct Reporter {
     format: LogFormat,
@@ -132,8 +139,8 @@ impl Reporter {
         }
     }
 
-    /// The closing line of `plan`; returns `(changes, drift)`.
-    pub fn finish_plan(&self) -> (usize, usize) {
+    /// The closing line of `plan`; returns what it counted.
+    pub fn finish_plan(&self) -> PlanCounts {
         let (create, update) = (self.count(Outcome::ToCreate), self.count(Outcome::ToUpdate));
         let drift = self.count(Outcome::Drift);
         let summary = match (create + update, drift) {
@@ -151,7 +158,7 @@ impl Reporter {
                 tracing::info!(target: TARGET, to_create = create, to_update = update, drift, "plan: {summary}")
             }
         }
-        (create + update, drift)
+        PlanCounts { changes: create + update, drift }
     }
 }
 

@@ -96,6 +96,13 @@ fn hint_for(code: &str) -> String {
     .to_string()
 }
 
+/// A round trip that passed: the probe object's name and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probed {
+    pub object: String,
+    pub took: Duration,
+}
+
 /// One PUT, GET, DELETE round trip of a fresh probe object, without any
 /// retry: the single attempt `garage-init check` makes. Returns the object
 /// name and how long the round trip took.
@@ -105,7 +112,7 @@ pub async fn probe_once(
     region: &str,
     bucket_name: &str,
     key: &KeyWant,
-) -> Result<(String, Duration), Failure> {
+) -> Result<Probed, Failure> {
     let bucket = Bucket::new(s3_url.clone(), UrlStyle::Path, bucket_name.to_string(), region.to_string())
         .map_err(|e| Failure::Setup(e.to_string()))?;
     let credentials = Credentials::new(key.id.clone(), key.secret.expose().to_string());
@@ -113,7 +120,7 @@ pub async fn probe_once(
     let probe = Probe { http, bucket: &bucket, credentials: &credentials, object: &object };
     let started = Instant::now();
     probe.round_trip(&probe_body()).await?;
-    Ok((object, started.elapsed()))
+    Ok(Probed { object, took: started.elapsed() })
 }
 
 fn probe_object_name() -> String {
@@ -141,7 +148,7 @@ impl Prover {
 
     /// One PUT, GET, DELETE round trip; returns the report detail.
     pub async fn prove(&self, bucket_name: &str, key: &KeyWant) -> Result<String, Failure> {
-        let (object, took) = probe_once(&self.http, &self.s3_url, &self.region, bucket_name, key).await?;
+        let Probed { object, took } = probe_once(&self.http, &self.s3_url, &self.region, bucket_name, key).await?;
         let ms = took.as_millis();
         Ok(format!("PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)", key.id))
     }

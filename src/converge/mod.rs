@@ -153,9 +153,8 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 }
             }
 
-            let next: Option<(plan::Phase, Vec<Action>)> =
-                plan.next_phase().map(|(phase, actions)| (phase, actions.into_iter().cloned().collect()));
-            let needs_ready = next.as_ref().is_none_or(|(phase, _)| phase.needs_ready_cluster());
+            let next = plan.next_phase();
+            let needs_ready = next.as_ref().is_none_or(|wave| wave.phase.needs_ready_cluster());
             if needs_ready && obs.readiness != Readiness::Ready {
                 match observe::readiness(&members, &obs).await {
                     Ok(Readiness::NotReady(why)) => {
@@ -180,7 +179,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 }
             }
 
-            let Some((_, actions)) = next else {
+            let Some(wave) = next else {
                 // Nothing to do: prove it.
                 match prove(&s3, desired).await {
                     Ok(proofs) => {
@@ -214,7 +213,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 }
             };
 
-            let executed = execute::execute(&members, desired, actions, &mut obs, &progress).await;
+            let executed = execute::execute(&members, desired, wave.actions, &mut obs, &progress).await;
             for action in &executed.done {
                 reporter.record(action.line(desired, false));
                 touched.push(action.resource());
@@ -333,7 +332,8 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
         .chain(plan.drift)
         .chain(plan.warnings)
         .for_each(|line| reporter.record(line));
-    Ok(match reporter.finish_plan() {
+    let counts = reporter.finish_plan();
+    Ok(match (counts.changes, counts.drift) {
         (0, 0) => Verdict::NothingToDo,
         (0, _) => Verdict::DriftOnly,
         _ => Verdict::Changes,

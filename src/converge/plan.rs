@@ -185,6 +185,13 @@ fn describe_layout_change(change: &LayoutChange) -> String {
     detail
 }
 
+/// The actions of one phase, run together.
+#[derive(Debug, Clone)]
+pub struct Wave {
+    pub phase: Phase,
+    pub actions: Vec<Action>,
+}
+
 /// The plan for one observation.
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -203,9 +210,9 @@ pub struct Plan {
 
 impl Plan {
     /// The actions of the earliest phase: what `apply` runs next.
-    pub fn next_phase(&self) -> Option<(Phase, Vec<&Action>)> {
+    pub fn next_phase(&self) -> Option<Wave> {
         let phase = self.actions.iter().map(Action::phase).min()?;
-        Some((phase, self.actions.iter().filter(|a| a.phase() == phase).collect()))
+        Some(Wave { phase, actions: self.actions.iter().filter(|a| a.phase() == phase).cloned().collect() })
     }
 }
 

@@ -22,7 +22,7 @@ use crate::cli::{CheckArgs, OutputFormat};
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::{ProbeConfig, print_json};
-use crate::s3check::{Failure, probe_once};
+use crate::s3check::{Failure, Probed, probe_once};
 use crate::wait::Waiter;
 
 /// How long one probe request may take.
@@ -297,21 +297,17 @@ fn admin_probe(address: &str, health: &Health) -> Probe {
     }
 }
 
-async fn probe_garage(
-    http: &reqwest::Client,
-    cfg: &ProbeConfig,
-    limit: Duration,
-) -> Result<(String, Duration), Failure> {
+async fn probe_garage(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Result<Probed, Failure> {
     let attempt = probe_once(http, &cfg.endpoints.s3.url, &cfg.region, &cfg.bucket, &cfg.key);
     tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| Err(Failure::Transport("timed out".into())))
 }
 
 /// Turns the S3 round trip's outcome, and what `/health` said, into the Garage probe.
-fn classify_garage(cfg: &ProbeConfig, result: Result<(String, Duration), Failure>, health: &Health) -> Probe {
+fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &Health) -> Probe {
     let address = &cfg.endpoints.s3.shown;
     let (bucket, id, region) = (&cfg.bucket, &cfg.key.id, &cfg.region);
     let failure = match result {
-        Ok((object, took)) => {
+        Ok(Probed { object, took }) => {
             let detail = format!("PUT, GET, DELETE of {object} in bucket {bucket} as {id} ({} ms)", took.as_millis());
             return Probe::new(address, State::Ready, detail);
         }
@@ -422,7 +418,7 @@ mod tests {
         .unwrap()
     }
 
-    fn s3_error(status: u16, code: &str, message: &str) -> Result<(String, Duration), Failure> {
+    fn s3_error(status: u16, code: &str, message: &str) -> Result<Probed, Failure> {
         Err(Failure::Status { op: "PUT", status, code: code.into(), message: message.into() })
     }
 
