@@ -374,3 +374,265 @@ pub fn unchanged_lines(desired: &Desired, observed: &Observed, touched: &[Resour
     }
     lines
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::admin::types::{
+        BucketInfo, BucketKey, ClusterLayout, ClusterStatus, KeyInfo, LayoutParameters, LayoutRole, NodeStatus, Role,
+        ZoneRedundancy,
+    };
+    use crate::converge::observe::{BucketSeen, NodeSeen, Readiness};
+    use crate::desired::{ClusterWant, KeyWant, NodeWant, RoleTemplate};
+    use crate::secret::Secret;
+
+    const KEY: &str = "GK6275696c646b69742d6b6579";
+    const NODE: &str = "aa";
+
+    fn desired() -> Desired {
+        let template = RoleTemplate { zone: "dc1".into(), capacity: Some(2048), tags: vec![] };
+        let key = KeyWant { id: KEY.into(), secret: Secret::new("s".repeat(64)), name: "buildkit-key".into() };
+        Desired::single(template, "buildkit-cache".into(), key)
+    }
+
+    fn role() -> Role {
+        Role { zone: "dc1".into(), tags: vec![], capacity: Some(2048) }
+    }
+
+    fn node(id: &str, up: bool, role: Option<Role>) -> NodeStatus {
+        NodeStatus { id: id.into(), hostname: None, addr: None, is_up: up, role, data_partition: None }
+    }
+
+    fn layout(version: u64, roles: &[(&str, Role)], staged: Vec<StagedRoleChange>) -> ClusterLayout {
+        ClusterLayout {
+            version,
+            roles: roles.iter().map(|(id, r)| LayoutRole { id: id.to_string(), role: r.clone() }).collect(),
+            staged_role_changes: staged,
+            staged_parameters: None,
+            parameters: LayoutParameters { zone_redundancy: ZoneRedundancy::Maximum },
+        }
+    }
+
+    fn key(secret: &str) -> KeyInfo {
+        KeyInfo {
+            access_key_id: KEY.into(),
+            name: "buildkit-key".into(),
+            created: None,
+            expired: false,
+            secret_access_key: Some(Secret::new(secret)),
+            buckets: vec![],
+        }
+    }
+
+    fn bucket(permissions: Permissions) -> BucketSeen {
+        let keys = vec![BucketKey { access_key_id: KEY.into(), permissions }];
+        let info = BucketInfo {
+            id: "b".repeat(64),
+            created: None,
+            global_aliases: vec!["buildkit-cache".into()],
+            keys,
+            quotas: None,
+        };
+        BucketSeen { found: Some(info), elsewhere: vec![] }
+    }
+
+    /// A single node: fresh (no layout, nothing in the tables).
+    fn fresh() -> Observed {
+        Observed {
+            coordinator: 0,
+            status: ClusterStatus { layout_version: 0, nodes: vec![node(NODE, true, None)] },
+            layout: layout(0, &[], vec![]),
+            nodes: vec![],
+            keys: vec![None],
+            buckets: vec![BucketSeen::default()],
+            readiness: Readiness::Unknown,
+            at: Instant::now(),
+        }
+    }
+
+    fn converged() -> Observed {
+        Observed {
+            status: ClusterStatus { layout_version: 1, nodes: vec![node(NODE, true, Some(role()))] },
+            layout: layout(1, &[(NODE, role())], vec![]),
+            keys: vec![Some(key(&"s".repeat(64)))],
+            buckets: vec![bucket(Permissions::ALL)],
+            ..fresh()
+        }
+    }
+
+    /// The plan as the words of its lines: (resource, outcome).
+    type Words = Vec<(&'static str, String)>;
+
+    fn words(plan: &Plan) -> Words {
+        let d = desired();
+        plan.actions.iter().map(|a| a.line(&d, true)).map(|l| (l.resource, l.outcome.to_string())).collect()
+    }
+
+    fn w(items: &[(&'static str, &str)]) -> Words {
+        items.iter().map(|(r, o)| (*r, o.to_string())).collect()
+    }
+
+    #[test]
+    fn a_table_of_starting_states_plans_what_each_needs() {
+        let staged = Observed {
+            layout: layout(0, &[], vec![StagedRoleChange::Assign { id: NODE.into(), role: role() }]),
+            ..fresh()
+        };
+        let missing_grant =
+            Observed { buckets: vec![bucket(Permissions { read: true, write: false, owner: false })], ..converged() };
+        let bucket_gone = Observed { buckets: vec![BucketSeen::default()], ..converged() };
+        let layout_lost = Observed {
+            status: ClusterStatus { layout_version: 0, nodes: vec![node("new-id", true, None)] },
+            layout: layout(0, &[], vec![]),
+            ..converged()
+        };
+        let cases: Vec<(&str, Observed, Words)> = vec![
+            (
+                "fresh node",
+                fresh(),
+                w(&[("layout", "create"), ("key", "create"), ("bucket", "create"), ("grant", "create")]),
+            ),
+            (
+                "staged layout",
+                staged,
+                w(&[("layout", "create"), ("key", "create"), ("bucket", "create"), ("grant", "create")]),
+            ),
+            ("converged", converged(), vec![]),
+            ("missing grant", missing_grant, w(&[("grant", "update")])),
+            ("bucket gone", bucket_gone, w(&[("bucket", "create"), ("grant", "create")])),
+            // A node back from a crash with a new id and no layout: only its role is planned; the
+            // key and bucket it still lists are left alone.
+            ("layout lost, new node id", layout_lost, w(&[("layout", "create")])),
+        ];
+        for (name, observed, expected) in cases {
+            let plan = plan(&desired(), &observed, false);
+            assert_eq!(words(&plan), expected, "{name}: {plan:?}");
+            assert!(plan.conflicts.is_empty() && plan.waiting.is_empty(), "{name}: {plan:?}");
+        }
+    }
+
+    #[test]
+    fn phases_run_layout_first_then_tables_then_details() {
+        let plan = plan(&desired(), &fresh(), false);
+        let wave = plan.next_phase().unwrap();
+        assert_eq!(wave.phase, Phase::Layout);
+        assert!(!wave.phase.needs_ready_cluster());
+        assert_eq!(wave.actions.len(), 1);
+        let Action::Layout(change) = &wave.actions[0] else { panic!("{wave:?}") };
+        assert_eq!(change.version, 1);
+        let tables = Plan { actions: plan.actions[1..].to_vec(), ..Plan::default() };
+        let wave = tables.next_phase().unwrap();
+        assert_eq!((wave.phase, wave.actions.len()), (Phase::Tables, 2));
+        assert!(wave.phase.needs_ready_cluster());
+    }
+
+    #[test]
+    fn a_staged_layout_is_adopted_not_staged_again() {
+        let staged = Observed {
+            layout: layout(0, &[], vec![StagedRoleChange::Assign { id: NODE.into(), role: role() }]),
+            ..fresh()
+        };
+        let plan = plan(&desired(), &staged, false);
+        let Action::Layout(change) = &plan.actions[0] else { panic!("{plan:?}") };
+        assert!(change.stage.is_empty() && change.adopted.len() == 1, "{change:?}");
+        assert!(plan.actions[0].line(&desired(), false).detail.contains("left staged by an earlier run, adopted"));
+    }
+
+    #[test]
+    fn a_key_with_another_secret_is_a_conflict_and_plans_no_key_action() {
+        let other = Observed { keys: vec![Some(key(&"t".repeat(64)))], ..converged() };
+        let plan = plan(&desired(), &other, false);
+        assert!(plan.actions.is_empty(), "{plan:?}");
+        assert!(plan.conflicts[0].message.contains("different secret"), "{plan:?}");
+    }
+
+    fn listed(n: usize) -> Desired {
+        let wants = (0..n)
+            .map(|i| NodeWant {
+                admin_url: format!("http://garage-{i}:3903").parse().unwrap(),
+                rpc_address: format!("garage-{i}:3901"),
+                zone: format!("dc{i}"),
+                gateway: false,
+                capacity: Some(2048),
+                tags: vec![],
+            })
+            .collect();
+        Desired { cluster: ClusterWant { nodes: NodesWant::Listed(wants), ..desired().cluster }, ..desired() }
+    }
+
+    fn zone(i: usize) -> Role {
+        Role { zone: format!("dc{i}"), ..role() }
+    }
+
+    fn plan_for(d: &Desired, o: &Observed) -> Plan {
+        plan(d, o, false)
+    }
+
+    #[test]
+    fn a_silent_node_holding_its_role_is_a_warning_and_one_without_is_waited_for() {
+        let d = listed(2);
+        let holds = Observed {
+            status: ClusterStatus {
+                layout_version: 1,
+                nodes: vec![node("n0", true, Some(zone(0))), node("n1", false, Some(zone(1)))],
+            },
+            layout: layout(1, &[("n0", zone(0)), ("n1", zone(1))], vec![]),
+            nodes: vec![
+                NodeSeen { id: Some("n0".into()), silent: None },
+                NodeSeen { id: None, silent: Some("Connection refused".into()) },
+            ],
+            ..converged()
+        };
+        let plan = plan(&d, &holds, false);
+        assert!(plan.actions.is_empty() && plan.waiting.is_empty() && plan.drift.is_empty(), "{plan:?}");
+        assert!(plan.warnings[0].detail.contains("node n1 (http://garage-1:3903) is down"), "{plan:?}");
+
+        // The role held is another zone's: not this node's role, so the node is waited for.
+        let other_role = Observed {
+            status: ClusterStatus {
+                layout_version: 1,
+                nodes: vec![node("n0", true, Some(zone(0))), node("n1", false, Some(zone(7)))],
+            },
+            ..holds
+        };
+        let waited = plan_for(&d, &other_role);
+        assert!(waited.actions.is_empty(), "{waited:?}");
+        assert_eq!(waited.waiting, vec!["nodes not answering: http://garage-1:3903 (Connection refused)"]);
+    }
+
+    #[test]
+    fn listed_nodes_not_up_are_connected_before_the_layout() {
+        let d = listed(2);
+        let observed = Observed {
+            status: ClusterStatus { layout_version: 0, nodes: vec![node("n0", true, None)] },
+            nodes: vec![
+                NodeSeen { id: Some("n0".into()), silent: None },
+                NodeSeen { id: Some("n1".into()), silent: None },
+            ],
+            ..fresh()
+        };
+        let plan = plan(&d, &observed, false);
+        let Action::Connect { peers } = &plan.actions[0] else { panic!("{plan:?}") };
+        assert_eq!(peers[0].id, "n1");
+        assert!(matches!(&plan.actions[1], Action::Layout(c) if c.stage.len() == 2), "{plan:?}");
+    }
+
+    #[test]
+    fn too_few_nodes_up_is_waited_for() {
+        let d = Desired { cluster: ClusterWant { nodes: NodesWant::Count(3), ..desired().cluster }, ..desired() };
+        let plan = plan(&d, &fresh(), false);
+        assert_eq!(plan.waiting, vec!["1 of 3 expected nodes up"]);
+        assert!(plan.actions.is_empty());
+    }
+
+    #[test]
+    fn unchanged_lines_cover_what_no_action_touched() {
+        let lines = unchanged_lines(&desired(), &converged(), &[Resource::Grant(0)]);
+        let resources: Vec<&str> = lines.iter().map(|l| l.resource).collect();
+        assert_eq!(resources, ["layout", "key", "bucket"]);
+        assert_eq!(lines[0].detail, "version 1, 1 role");
+        assert!(lines[2].detail.starts_with("buildkit-cache (id bbbb"), "{lines:?}");
+    }
+}
