@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod gate;
 pub mod registry;
 pub mod stack;
 
@@ -173,6 +174,34 @@ admin_token = "{token}"
         }
     }
 
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// `metadata_dir`: node key, tables, and the applied layout (`cluster_layout`).
+    pub fn metadata_dir(&self) -> PathBuf {
+        self.dir.path().join("meta")
+    }
+
+    /// Removes the persisted cluster layout of a stopped node, as a crash
+    /// right after `ApplyClusterLayout` can leave it unreadable: the node
+    /// starts again with layout version 0 and no roles, its tables kept.
+    pub fn delete_layout_file(&self) {
+        assert!(!self.is_running(), "delete_layout_file: stop the node first");
+        let file = self.metadata_dir().join("cluster_layout");
+        std::fs::remove_file(&file).unwrap_or_else(|e| panic!("removing {}: {e}", file.display()));
+    }
+
+    /// Removes the whole metadata directory of a stopped node: it starts
+    /// again with a new node id, no layout and empty tables (its data
+    /// directory is kept).
+    pub fn wipe_metadata(&self) {
+        assert!(!self.is_running(), "wipe_metadata: stop the node first");
+        let dir = self.metadata_dir();
+        std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("removing {}: {e}", dir.display()));
+    }
+
+    /// Garage's log, every start of the node appended.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("garage.log")).unwrap_or_default()
     }
@@ -186,13 +215,23 @@ admin_token = "{token}"
     }
 
     pub async fn wait_for_admin(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        if let Err(e) = self.admin_answers_within(Duration::from_secs(20)).await {
+            panic!("{e}; log:\n{}", self.log());
+        }
+    }
+
+    /// Waits until the admin API answers an authenticated request, or says
+    /// what it last answered.
+    pub async fn admin_answers_within(&self, within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
         loop {
-            if self.get("GetClusterStatus").await.is_ok() {
-                return;
+            match self.get("GetClusterStatus").await {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(format!("Garage's admin API did not answer in {within:?}; last: {e:?}"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             }
-            assert!(Instant::now() < deadline, "Garage did not answer in 20 s; log:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
