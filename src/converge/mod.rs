@@ -161,7 +161,10 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                         let why = why.join(", ");
                         progress.failed(&readiness, &why);
                         waiter.pause(&format!("cluster not ready: {why}")).await;
-                        if obs.at.elapsed() < TRUST_UNEXPLAINED_WAIT {
+                        // A lone node is ready the moment its layout is applied: unready, it has
+                        // lost its layout (or more), so look again at once.
+                        let trust = if obs.status.nodes.len() <= 1 { Duration::ZERO } else { TRUST_UNEXPLAINED_WAIT };
+                        if obs.at.elapsed() < trust {
                             observed = Some(obs);
                         }
                         continue;
