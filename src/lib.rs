@@ -17,6 +17,7 @@
 //! - [`config`]: assembles a run's settings from the flags and the spec.
 //!   Dependencies point one way: `config` → `spec` → `desired`, and all three
 //!   → `validate`.
+//! - [`http`]: the one HTTP client shape, and capped reads of every answer.
 //! - [`admin`]: the admin API v2 client: typed requests, answers and errors.
 //! - [`converge`]: the level-triggered loop: `observe` (every read), `plan`
 //!   (a pure function of wanted and observed state), `execute` (every write),
@@ -38,6 +39,8 @@ pub mod desired;
 pub mod error;
 pub mod exit;
 pub mod host;
+pub mod http;
+pub mod output;
 pub mod report;
 pub mod s3check;
 pub mod secret;
@@ -115,9 +118,9 @@ pub fn print_error(e: &Error, format: LogFormat) {
     let hint = e.hint();
     match format {
         LogFormat::Text => {
-            eprintln!("Error: {e}");
+            crate::errln!("Error: {e}");
             if let Some(hint) = hint {
-                eprintln!("{hint}");
+                crate::errln!("{hint}");
             }
         }
         LogFormat::Json => tracing::error!(
@@ -135,7 +138,9 @@ pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("warn,garage_init=info"))
         .add_directive(format!("{}=info", report::TARGET).parse().expect("static directive"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A closed stderr or stdout must not change the exit code (see `output`):
+    // tracing's own complaint about a failed write would go to a closed stderr.
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).log_internal_errors(false);
     match format {
         LogFormat::Text => {
             use std::io::IsTerminal;

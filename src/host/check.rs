@@ -17,11 +17,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::admin::transport_reason;
 use crate::cli::{CheckArgs, OutputFormat};
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::{ProbeConfig, print_json};
+use crate::http::{NoAnswer, read_capped};
 use crate::s3check::{Failure, Probed, probe_once};
 use crate::wait::Waiter;
 
@@ -184,7 +184,7 @@ impl Report {
         match format {
             OutputFormat::Text => {
                 for line in self.text_lines() {
-                    println!("{line}");
+                    crate::outln!("{line}");
                 }
             }
             OutputFormat::Json => print_json(&self.to_json()),
@@ -194,7 +194,7 @@ impl Report {
 
     pub fn print_problems(&self) {
         for p in self.problems() {
-            eprintln!("Error: {}\n{}", p.message, p.hint);
+            crate::errln!("Error: {}\n{}", p.message, p.hint);
         }
     }
 }
@@ -211,7 +211,7 @@ pub async fn run(args: &CheckArgs) -> Result<Code, Error> {
 /// Probes once, or with `wait`, again until everything is ready or the time is up.
 pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Report {
     // Every probe is bounded by its own `limit`; the shared client adds the connect timeout.
-    let http = crate::admin::http_client(reqwest::header::HeaderMap::new()).unwrap_or_default();
+    let http = crate::http::client(reqwest::header::HeaderMap::new()).unwrap_or_default();
     let deadline = wait.map(|w| Instant::now() + w);
     let mut waiter = Waiter::new("the registry and Garage");
     loop {
@@ -242,7 +242,7 @@ async fn probe_registry(http: &reqwest::Client, cfg: &ProbeConfig, limit: Durati
     let answer = tokio::time::timeout(limit, http.get(url).send()).await;
     match answer {
         Err(_) => Probe::new(&endpoint.shown, State::Unreachable, "timed out"),
-        Ok(Err(e)) => Probe::new(&endpoint.shown, State::Unreachable, transport_reason(&e)),
+        Ok(Err(e)) => Probe::new(&endpoint.shown, State::Unreachable, NoAnswer::from_reqwest(&e).reason),
         Ok(Ok(response)) => {
             let status = response.status();
             let said = format!("GET /v2/ answered {}", status_text(status));
@@ -270,14 +270,16 @@ enum Health {
 async fn probe_admin(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Health {
     let url = cfg.admin.url.join("health").expect("a static path");
     let answer = tokio::time::timeout(limit, async {
-        let response = http.get(url).send().await?;
+        let response = http.get(url).send().await.map_err(|e| NoAnswer::from_reqwest(&e).reason)?;
         let status = response.status();
-        Ok::<_, reqwest::Error>((status, response.text().await.unwrap_or_default()))
+        // One line of text from Garage; anything longer is not read past the cap.
+        let body = read_capped(response, 64 << 10).await.unwrap_or_default();
+        Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
     })
     .await;
     match answer {
         Err(_) => Health::Unreachable("timed out".into()),
-        Ok(Err(e)) => Health::Unreachable(transport_reason(&e)),
+        Ok(Err(reason)) => Health::Unreachable(reason),
         Ok(Ok((reqwest::StatusCode::OK, text))) => Health::Available(text.lines().next().unwrap_or("").trim().into()),
         Ok(Ok((reqwest::StatusCode::SERVICE_UNAVAILABLE, _))) => Health::Unavailable,
         Ok(Ok((status, _))) => Health::Other(format!("GET /health answered {}", status_text(status))),
@@ -347,8 +349,10 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
                  `docker compose logs garage` shows Garage's side.",
             ),
         },
-        Failure::Mismatch { .. } | Failure::Setup(_) => Probe::new(address, State::Failed, failure.to_string())
-            .with_hint("Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port."),
+        Failure::Mismatch { .. } | Failure::Setup(_) | Failure::TooLarge { .. } => {
+            Probe::new(address, State::Failed, failure.to_string())
+                .with_hint("Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port.")
+        }
     }
 }
 

@@ -111,7 +111,7 @@ impl Connection {
 /// Runs `env`: prints the settings, or returns the error for the caller to print.
 pub fn run(args: &EnvArgs) -> Result<Code, Error> {
     let connection = Connection::from_args(args)?;
-    print!("{}", connection.render(args.format));
+    crate::out!("{}", connection.render(args.format));
     Ok(Code::Ok)
 }
 

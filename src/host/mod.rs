@@ -102,7 +102,7 @@ impl ProbeConfig {
 
 /// Writes a JSON document and a newline to stdout.
 fn print_json(value: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialize"));
+    crate::outln!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialize"));
 }
 
 #[cfg(test)]

@@ -244,17 +244,17 @@ impl StackStatus {
 
     pub fn print(&self, format: OutputFormat) {
         if let Outcome::NoDocker { error, hint, .. } = &self.outcome {
-            eprintln!("Error: {error}\n{hint}");
+            crate::errln!("Error: {error}\n{hint}");
         }
         match format {
-            OutputFormat::Text => print!("{}", self.text()),
+            OutputFormat::Text => crate::out!("{}", self.text()),
             OutputFormat::Json => print_json(&self.to_json()),
         }
         match &self.outcome {
             Outcome::NoDocker { probes, .. } => probes.print_problems(),
             Outcome::Containers { .. } => {
                 if let Some((message, hint)) = self.problem() {
-                    eprintln!("Error: {message}\n{hint}");
+                    crate::errln!("Error: {message}\n{hint}");
                 }
             }
         }

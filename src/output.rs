@@ -1,0 +1,39 @@
+//! The one place that writes to stdout and stderr. Scripts pipe garage-init
+//! into `head`, `grep -q` and the like, which close the pipe early; a write
+//! to a closed pipe fails with `EPIPE` (Rust ignores `SIGPIPE`), and the
+//! `print!` macros panic on that, which the release build turns into an
+//! abort with exit code 134. Here a failed write is ignored: what the
+//! reader no longer wants is lost, the exit code is not.
+
+use std::fmt::Arguments;
+use std::io::Write;
+
+/// Writes to stdout; a failed write is ignored.
+pub fn stdout(text: Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(text);
+    let _ = out.flush();
+}
+
+/// Writes to stderr; a failed write is ignored.
+pub fn stderr(text: Arguments<'_>) {
+    let _ = std::io::stderr().lock().write_fmt(text);
+}
+
+/// `println!` that never panics.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => { $crate::output::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` that never panics.
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::output::stdout(format_args!($($arg)*)) };
+}
+
+/// `eprintln!` that never panics.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
