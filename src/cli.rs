@@ -122,7 +122,7 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub layout: LayoutArgs,
 
-    /// Give up after this long, waiting included (e.g. 120s, 2m, 500ms).
+    /// Give up after this long, waiting included (e.g. 120s, 2m, 500ms; at most 24h).
     #[arg(long, env = "GARAGE_INIT_DEADLINE", value_name = "DURATION", default_value = "120s", value_parser = parse_duration, hide_env_values = true)]
     pub deadline: Duration,
 
@@ -263,7 +263,8 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub probes: ProbeArgs,
 
-    /// Repeat the probes until everything is ready or this much time has passed (seconds, or 2m, 500ms).
+    /// Repeat the probes until everything is ready or this much time has passed (seconds, or 2m,
+    /// 500ms; at most 24h).
     #[arg(long, env = "GARAGE_INIT_WAIT", value_name = "SECONDS", value_parser = parse_duration, hide_env_values = true)]
     pub wait: Option<Duration>,
 

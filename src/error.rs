@@ -94,6 +94,11 @@ impl Error {
                  `docker compose exec garage /garage status` shows the nodes and the layout."
                     .into(),
             ),
+            Self::Admin(e) if e.is_foreign() => Some(
+                "Point --admin-url (GARAGE_INIT_ADMIN_URL) at Garage's admin API: [admin] api_bind_addr in \
+                 garage.toml, port 3903 by default; `docker compose port garage 3903` shows it from the host."
+                    .into(),
+            ),
             Self::Admin(_) => Some(
                 "Run again with RUST_LOG=debug to see each request; `docker compose logs garage` shows Garage's side."
                     .into(),
@@ -127,6 +132,7 @@ mod tests {
         let auth = Error::from_admin(
             AdminError::Api {
                 endpoint: "GetClusterStatus",
+                at: "http://garage:3903".into(),
                 status: 403,
                 code: "AccessDenied".into(),
                 message: "x".into(),
@@ -140,6 +146,7 @@ mod tests {
         let other = Error::from_admin(
             AdminError::Api {
                 endpoint: "CreateBucket",
+                at: "http://garage:3903".into(),
                 status: 400,
                 code: "InvalidRequest".into(),
                 message: "x".into(),

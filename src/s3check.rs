@@ -15,9 +15,9 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::admin::{http_client, transport_reason};
 use crate::desired::KeyWant;
 use crate::error::{Error, display_url};
+use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
 
 /// How long presigned URLs stay valid; each is used at once.
 const SIGNATURE_TTL: Duration = Duration::from_secs(300);
@@ -26,6 +26,9 @@ const SIGNATURE_TTL: Duration = Duration::from_secs(300);
 /// retried for this long before they count.
 pub const PROPAGATION_GRACE: Duration = Duration::from_secs(15);
 const PROBE_BYTES: usize = 1024;
+/// S3 answers to the probe are its 1 KiB object or an error document: a
+/// larger answer is not an S3 API's, and is not read past this.
+const MAX_ANSWER_BYTES: usize = 64 << 10;
 
 /// Why one round trip failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub enum Failure {
     Status { op: &'static str, status: u16, code: String, message: String },
     /// The GET returned other bytes than the PUT sent.
     Mismatch { got: usize },
+    /// An answer larger than any S3 answer to the probe: the read stopped at the cap.
+    TooLarge { op: &'static str, limit: usize },
     /// The request could not be built from the settings.
     Setup(String),
 }
@@ -52,6 +57,9 @@ impl std::fmt::Display for Failure {
                 write!(f, "GET returned {got} bytes that differ from the {PROBE_BYTES} bytes written")
             }
             Self::Setup(reason) => write!(f, "cannot build the S3 request: {reason}"),
+            Self::TooLarge { op, limit } => {
+                write!(f, "{op} answered with more than {}, which no S3 API sends for the probe", human_limit(*limit))
+            }
         }
     }
 }
@@ -72,7 +80,7 @@ impl Failure {
             Self::Status { status, code, .. } => {
                 *status >= 500 || matches!(code.as_str(), "InvalidAccessKeyId" | "NoSuchBucket" | "AccessDenied")
             }
-            Self::Mismatch { .. } | Self::Setup(_) => false,
+            Self::Mismatch { .. } | Self::Setup(_) | Self::TooLarge { .. } => false,
         }
     }
 }
@@ -142,7 +150,7 @@ pub struct Prover {
 
 impl Prover {
     pub fn new(s3_url: &Url, region: &str) -> Result<Self, Failure> {
-        let http = http_client(HeaderMap::new()).map_err(|e| Failure::Setup(e.to_string()))?;
+        let http = crate::http::client(HeaderMap::new()).map_err(|e| Failure::Setup(e.to_string()))?;
         Ok(Self { http, s3_url: s3_url.clone(), region: region.to_string() })
     }
 
@@ -184,9 +192,12 @@ impl Probe<'_> {
     }
 
     async fn send(&self, op: &'static str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
-        let response = request.send().await.map_err(|e| Failure::Transport(transport_reason(&e)))?;
+        let response = request.send().await.map_err(|e| Failure::Transport(NoAnswer::from_reqwest(&e).reason))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| Failure::Transport(transport_reason(&e)))?;
+        let bytes = read_capped(response, MAX_ANSWER_BYTES).await.map_err(|e| match e {
+            ReadError::NoAnswer(n) => Failure::Transport(n.reason),
+            ReadError::TooLarge { limit } => Failure::TooLarge { op, limit },
+        })?;
         tracing::debug!(op, status = status.as_u16(), "S3 request");
         if status.is_success() {
             return Ok(bytes.to_vec());

@@ -14,8 +14,8 @@ use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
 use crate::desired::{BucketWant, ClusterWant, Desired, GrantWant, KeyWant, NodeWant, NodesWant, RoleTemplate};
 use crate::secret::Secret;
 use crate::validate::{
-    ConfigError, parse_http_url, parse_size, read_secret_file, validate_access_key_id, validate_bucket_name,
-    validate_label, validate_secret_key,
+    ConfigError, SmallFileError, parse_http_url, parse_size, read_secret_file, read_small_file, validate_access_key_id,
+    validate_bucket_name, validate_label, validate_secret_key,
 };
 
 /// Spec files larger than this are refused before parsing.
@@ -132,15 +132,13 @@ struct GrantSpec {
 /// nodes the spec does not describe (from the flags).
 pub fn load(path: &Path, template: &RoleTemplate) -> Result<Desired, ConfigError> {
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| spec_error(&shown, None, format!("cannot read it: {e}")))?;
-    if meta.len() > MAX_SPEC_BYTES {
-        return Err(spec_error(
-            &shown,
-            None,
-            format!("it is {} bytes; a spec may have at most {MAX_SPEC_BYTES} bytes", meta.len()),
-        ));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| spec_error(&shown, None, format!("cannot read it: {e}")))?;
+    let text = read_small_file(path, MAX_SPEC_BYTES).map_err(|e| {
+        let problem = match e {
+            SmallFileError::TooLarge { limit } => format!("a spec may have at most {limit} bytes; this one has more"),
+            other => other.to_string(),
+        };
+        spec_error(&shown, None, problem)
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     parse(&text, &shown, base, template)
 }

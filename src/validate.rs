@@ -36,26 +36,74 @@ impl ConfigError {
 /// Reads a secret file, trimmed. Missing, unreadable, oversized or empty files are errors.
 pub fn read_secret_file(path: &Path, setting: &str) -> Result<Secret, ConfigError> {
     let shown = path.display();
-    let meta = std::fs::metadata(path).map_err(|e| ConfigError::new(setting, format!("cannot read {shown}: {e}")))?;
-    if !meta.is_file() {
-        return Err(ConfigError::new(setting, format!("{shown} is not a regular file")));
-    }
-    if meta.len() > MAX_SECRET_FILE_BYTES {
-        return Err(ConfigError::new(
-            setting,
-            format!(
-                "{shown} is {} bytes; a secret file holds one line (at most {MAX_SECRET_FILE_BYTES} bytes)",
-                meta.len()
-            ),
-        ));
-    }
-    let text =
-        std::fs::read_to_string(path).map_err(|e| ConfigError::new(setting, format!("cannot read {shown}: {e}")))?;
+    let text = read_small_file(path, MAX_SECRET_FILE_BYTES).map_err(|e| {
+        let problem = match e {
+            SmallFileError::TooLarge { limit } => {
+                format!("{shown} has more than {limit} bytes; a secret file holds one line")
+            }
+            other => format!("{shown}: {other}"),
+        };
+        ConfigError::new(setting, problem)
+    })?;
     let value = text.trim();
     if value.is_empty() {
         return Err(ConfigError::new(setting, format!("{shown} is empty")));
     }
     Ok(Secret::new(value))
+}
+
+/// Why a small file (a spec, a secret) could not be read.
+#[derive(Debug)]
+pub enum SmallFileError {
+    Unreadable(std::io::Error),
+    /// A directory, pipe, socket or device: `what` says which.
+    NotRegular {
+        what: &'static str,
+    },
+    TooLarge {
+        limit: u64,
+    },
+    NotText,
+}
+
+impl std::fmt::Display for SmallFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreadable(e) => write!(f, "cannot read it: {e}"),
+            Self::NotRegular { what } => write!(f, "it is {what}, not a regular file"),
+            Self::TooLarge { limit } => write!(f, "it has more than {limit} bytes"),
+            Self::NotText => f.write_str("it is not UTF-8 text"),
+        }
+    }
+}
+
+/// Reads a regular file of at most `limit` bytes, whatever its metadata
+/// says. Directories, pipes, sockets and devices are refused before they
+/// are opened (opening a FIFO waits for a writer; a device's size reads 0
+/// and `/dev/zero` never ends), and at most `limit + 1` bytes are read, so
+/// a file that grows while it is read is refused too.
+pub fn read_small_file(path: &Path, limit: u64) -> Result<String, SmallFileError> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    let kind = std::fs::metadata(path).map_err(SmallFileError::Unreadable)?.file_type();
+    let what = match kind {
+        k if k.is_file() => None,
+        k if k.is_dir() => Some("a directory"),
+        k if k.is_fifo() => Some("a named pipe (FIFO)"),
+        k if k.is_socket() => Some("a socket"),
+        k if k.is_char_device() || k.is_block_device() => Some("a device"),
+        _ => Some("not a regular file"),
+    };
+    if let Some(what) = what {
+        return Err(SmallFileError::NotRegular { what });
+    }
+    let file = std::fs::File::open(path).map_err(SmallFileError::Unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(SmallFileError::Unreadable)?;
+    if bytes.len() as u64 > limit {
+        return Err(SmallFileError::TooLarge { limit });
+    }
+    String::from_utf8(bytes).map_err(|_| SmallFileError::NotText)
 }
 
 /// Zones and tags: short printable words.
@@ -169,7 +217,11 @@ pub fn validate_bucket_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses `120`, `120s`, `2m`, `500ms`, `1h`.
+/// The longest deadline or wait accepted: a day. Longer is a mistake (or
+/// "forever", which a one-shot initializer should not wait).
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// Parses `120`, `120s`, `2m`, `500ms`, `1h`; at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
@@ -188,6 +240,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     };
     if d.is_zero() {
         return Err("a duration of 0 leaves no time to do anything".into());
+    }
+    if d > MAX_DURATION {
+        return Err(format!("`{text}` is longer than 24h, the longest wait garage-init accepts"));
     }
     Ok(d)
 }
@@ -302,6 +357,11 @@ mod tests {
         let big = dir.path().join("big");
         std::fs::write(&big, vec![b'a'; 70_000]).unwrap();
         assert!(read_secret_file(&big, "--x").unwrap_err().problem.contains("one line"));
+
+        let not_regular = read_secret_file(Path::new("/dev/zero"), "--x").unwrap_err().problem;
+        assert!(not_regular.contains("is a device, not a regular file"), "{not_regular}");
+        let dir_err = read_secret_file(dir.path(), "--x").unwrap_err().problem;
+        assert!(dir_err.contains("a directory"), "{dir_err}");
     }
 
     #[test]
@@ -313,6 +373,10 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("ten").is_err());
         assert!(parse_duration("5 parsecs").unwrap_err().contains("parsecs"));
+        assert_eq!(parse_duration("24h").unwrap(), MAX_DURATION);
+        assert!(parse_duration("25h").unwrap_err().contains("longer than 24h"));
+        assert!(parse_duration("18446744073709551615h").unwrap_err().contains("longer than 24h"));
+        assert!(parse_duration("99999999999999999999999").is_err());
     }
 
     #[test]

@@ -27,15 +27,18 @@ const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 /// The delays between attempts of one wait: 60 × 5 ms, then exponential with jitter, never above 1 s.
 pub fn delays() -> impl Iterator<Item = Duration> + Send + Sync + Unpin {
-    std::iter::repeat_n(FAST_DELAY, FAST_ATTEMPTS).chain(
-        ExponentialBuilder::default()
-            .with_min_delay(SLOW_MIN)
-            .with_max_delay(SLOW_MAX)
-            .with_factor(2.0)
-            .with_jitter()
-            .without_max_times()
-            .build(),
-    )
+    std::iter::repeat_n(FAST_DELAY, FAST_ATTEMPTS).chain(slow_delays())
+}
+
+/// The delays after the fast phase: exponential with jitter, never above 1 s.
+fn slow_delays() -> impl Iterator<Item = Duration> + Send + Sync + Unpin {
+    ExponentialBuilder::default()
+        .with_min_delay(SLOW_MIN)
+        .with_max_delay(SLOW_MAX)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
 }
 
 /// A step the run has not finished, and why its last attempt failed.
@@ -93,12 +96,30 @@ pub struct Waiter {
     delays: Box<dyn Iterator<Item = Duration> + Send + Sync + Unpin>,
     started: Instant,
     reported: Option<Instant>,
+    slowed: bool,
 }
 
 impl Waiter {
     /// A wait for `what`, e.g. "Garage's admin API at http://garage:3903" (for log lines).
     pub fn new(what: &str) -> Self {
-        Self { what: what.to_string(), delays: Box::new(delays()), started: Instant::now(), reported: None }
+        Self {
+            what: what.to_string(),
+            delays: Box::new(delays()),
+            started: Instant::now(),
+            reported: None,
+            slowed: false,
+        }
+    }
+
+    /// [`pause`](Self::pause), or with `slow`, first leaves the fast phase:
+    /// for failures that cost something to retry (a DNS lookup of a name
+    /// that does not resolve).
+    pub async fn pause_paced(&mut self, why: &dyn Display, slow: bool) {
+        if slow && !self.slowed {
+            self.slowed = true;
+            self.delays = Box::new(slow_delays());
+        }
+        self.pause(why).await;
     }
 
     /// Logs why the last attempt did not succeed (at info once every few
@@ -147,6 +168,23 @@ mod tests {
         }
         // 60 fast attempts, then on average one every 750 ms.
         assert!((90..=200).contains(&attempts), "{attempts} attempts");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_pace_skips_the_fast_phase() {
+        let count = |slow: bool| async move {
+            let mut waiter = Waiter::new("test");
+            let start = Instant::now();
+            let mut attempts = 0;
+            while start.elapsed() < Duration::from_millis(300) {
+                waiter.pause_paced(&"failed to lookup address information", slow).await;
+                attempts += 1;
+            }
+            attempts
+        };
+        let (fast, slow) = (count(false).await, count(true).await);
+        assert!(fast >= 55, "{fast} fast attempts");
+        assert!(slow <= 8, "{slow} slow attempts in 300 ms");
     }
 
     #[test]

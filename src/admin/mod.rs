@@ -5,7 +5,6 @@
 pub mod types;
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
@@ -13,25 +12,40 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::http::{NoAnswer, ReadError, read_capped};
 use crate::secret::Secret;
 use types::*;
 
-/// How long one admin request may take. Garage answers in milliseconds; its
-/// own RPC quorum timeouts surface as 503 well before this.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Admin answers larger than this are refused: Garage's answers for the
+/// endpoints used here are kilobytes (a 256-node cluster status, a bucket
+/// with thousands of keys stays far below).
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+/// `/health` answers with one line of text.
+const MAX_HEALTH_BYTES: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     /// No HTTP answer: refused, reset, timed out, name not resolved.
-    #[error("{endpoint}: no answer: {reason}")]
-    Transport { endpoint: &'static str, reason: String },
+    #[error("{endpoint} at {at}: no answer: {reason}")]
+    Transport { endpoint: &'static str, at: String, reason: String, unresolved: bool },
     /// Garage answered with an error body.
-    #[error("{endpoint}: Garage answered {status} {code}: {message}")]
-    Api { endpoint: &'static str, status: u16, code: String, message: String },
-    /// Garage answered 200 with something that is not the expected JSON.
-    #[error("{endpoint}: unexpected answer from Garage: {reason}")]
-    Decode { endpoint: &'static str, reason: String },
+    #[error("{endpoint} at {at}: Garage answered {status} {code}: {message}")]
+    Api { endpoint: &'static str, at: String, status: u16, code: String, message: String },
+    /// Garage answered 200 with JSON that is not the expected shape.
+    #[error("{endpoint} at {at}: unexpected answer from Garage: {reason}")]
+    Decode { endpoint: &'static str, at: String, reason: String },
+    /// The answer is not Garage's admin API's: another service listens there.
+    #[error("{endpoint} at {at}: {what}")]
+    Foreign { endpoint: &'static str, at: String, what: String },
+    /// The answer is larger than any admin API answer: the read stopped at the cap.
+    #[error(
+        "{endpoint} at {at}: the answer is larger than {}, far more than Garage's admin API sends; reading stopped",
+        crate::http::human_limit(*.limit)
+    )]
+    TooLarge { endpoint: &'static str, at: String, limit: usize },
+    /// The client could not be set up from the settings.
+    #[error("{0}")]
+    Setup(String),
 }
 
 impl AdminError {
@@ -41,8 +55,18 @@ impl AdminError {
         match self {
             Self::Transport { .. } => true,
             Self::Api { status, .. } => matches!(*status, 502..=504) || self.is_layout_not_ready(),
-            Self::Decode { .. } => false,
+            Self::Decode { .. } | Self::Foreign { .. } | Self::TooLarge { .. } | Self::Setup(_) => false,
         }
+    }
+
+    /// No answer because the host name does not resolve (yet).
+    pub fn is_unresolved(&self) -> bool {
+        matches!(self, Self::Transport { unresolved: true, .. })
+    }
+
+    /// Another service, not Garage's admin API, answers at the URL.
+    pub fn is_foreign(&self) -> bool {
+        matches!(self, Self::Foreign { .. } | Self::TooLarge { .. })
     }
 
     /// Garage's 500 "Layout not ready": key and bucket tables need an applied layout.
@@ -68,9 +92,34 @@ impl AdminError {
     }
 }
 
+/// What an answer that is not Garage's JSON error says about who answered.
+/// Garage's admin API answers every error with `{code, message, …}`; an S3
+/// XML error means the URL is an S3 port (Garage's own, typically 3900).
+fn foreign(status: StatusCode, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let snippet: String = text.chars().filter(|c| !c.is_control()).take(120).collect();
+    if text.contains("<Error>") && text.contains("<Code>") {
+        return format!(
+            "this is an S3 API (it answered {} with an S3 XML error), not Garage's admin API; \
+             the admin API listens on port 3903 by default ([admin] api_bind_addr in garage.toml)",
+            status.as_u16()
+        );
+    }
+    let answer = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    if snippet.trim().is_empty() {
+        format!("answered {} with no Garage error body: this is not Garage's admin API", answer.trim())
+    } else {
+        format!("answered {} with `{snippet}`: this is not Garage's admin API", answer.trim())
+    }
+}
+
 pub struct AdminClient {
     http: reqwest::Client,
     base: Url,
+    /// The base URL as messages show it.
+    at: String,
+    /// Kept only to keep it out of messages (see `redact`).
+    token: Secret,
     /// Requests sent, counted for the final report.
     requests: AtomicU32,
 }
@@ -82,20 +131,16 @@ impl AdminClient {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let mut auth =
-            HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| AdminError::Decode {
-                endpoint: "configuration",
-                reason: "the admin token cannot be sent as an HTTP header".into(),
-            })?;
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| AdminError::Setup("the admin token cannot be sent as an HTTP header".into()))?;
         // Keeps the value out of any debug output of the HTTP stack.
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
-        let http = http_client(headers).map_err(|e| AdminError::Decode {
-            endpoint: "configuration",
-            reason: format!("cannot build the HTTP client: {e}"),
-        })?;
-        Ok(Self { http, base, requests: AtomicU32::new(0) })
+        let http = crate::http::client(headers)
+            .map_err(|e| AdminError::Setup(format!("cannot build the HTTP client: {e}")))?;
+        let at = base.as_str().trim_end_matches('/').to_string();
+        Ok(Self { http, base, at, token: token.clone(), requests: AtomicU32::new(0) })
     }
 
     pub fn base_url(&self) -> &Url {
@@ -120,28 +165,63 @@ impl AdminClient {
         }
         let mut request = self.http.request(method.clone(), url);
         if let Some(body) = body {
-            let json = body.to_json().map_err(|e| AdminError::Decode { endpoint, reason: e.to_string() })?;
+            let json = body.to_json().map_err(|e| AdminError::Setup(format!("{endpoint}: {e}")))?;
             request = request.header("content-type", "application/json").body(json);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(endpoint, "admin request");
-        let response =
-            request.send().await.map_err(|e| AdminError::Transport { endpoint, reason: transport_reason(&e) })?;
+        let at = || self.at.clone();
+        let response = request.send().await.map_err(|e| self.no_answer(endpoint, &e))?;
         let status = response.status();
-        let bytes =
-            response.bytes().await.map_err(|e| AdminError::Transport { endpoint, reason: transport_reason(&e) })?;
+        let bytes = self.read(endpoint, response, MAX_ANSWER_BYTES).await?;
         if status == StatusCode::OK {
-            return serde_json::from_slice(&bytes).map_err(|e| AdminError::Decode { endpoint, reason: e.to_string() });
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+                return Err(AdminError::Foreign { endpoint, at: at(), what: foreign(status, &bytes) });
+            }
+            return serde_json::from_slice(&bytes).map_err(|e| AdminError::Decode {
+                endpoint,
+                at: at(),
+                reason: e.to_string(),
+            });
         }
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(b) => (b.code, b.message),
-            Err(_) => (
-                status.canonical_reason().unwrap_or("error").to_string(),
-                String::from_utf8_lossy(&bytes).chars().take(200).collect(),
-            ),
+            // A proxy's 502-504 while Garage restarts: worth waiting for, like Garage's own 503.
+            Err(_) if matches!(status.as_u16(), 502..=504) => {
+                (status.canonical_reason().unwrap_or("error").to_string(), String::new())
+            }
+            Err(_) => {
+                return Err(AdminError::Foreign { endpoint, at: at(), what: self.redact(foreign(status, &bytes)) });
+            }
         };
         tracing::debug!(endpoint, status = status.as_u16(), %code, "admin error");
-        Err(AdminError::Api { endpoint, status: status.as_u16(), code, message })
+        Err(AdminError::Api { endpoint, at: at(), status: status.as_u16(), code, message: self.redact(message) })
+    }
+
+    fn no_answer(&self, endpoint: &'static str, e: &reqwest::Error) -> AdminError {
+        let n = NoAnswer::from_reqwest(e);
+        AdminError::Transport { endpoint, at: self.at.clone(), reason: n.reason, unresolved: n.unresolved }
+    }
+
+    /// Reads a body of at most `limit` bytes.
+    async fn read(
+        &self,
+        endpoint: &'static str,
+        response: reqwest::Response,
+        limit: usize,
+    ) -> Result<Vec<u8>, AdminError> {
+        read_capped(response, limit).await.map_err(|e| match e {
+            ReadError::NoAnswer(n) => {
+                AdminError::Transport { endpoint, at: self.at.clone(), reason: n.reason, unresolved: n.unresolved }
+            }
+            ReadError::TooLarge { limit } => AdminError::TooLarge { endpoint, at: self.at.clone(), limit },
+        })
+    }
+
+    /// A server that echoes the request must not make the token reach a message.
+    fn redact(&self, text: String) -> String {
+        let token = self.token.expose();
+        if text.contains(token) { text.replace(token, "<redacted>") } else { text }
     }
 
     async fn get<T: DeserializeOwned>(&self, endpoint: &'static str, query: &[(&str, &str)]) -> Result<T, AdminError> {
@@ -171,28 +251,28 @@ impl AdminClient {
         let endpoint = "health";
         let url = self.base.join("health").expect("valid path");
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| AdminError::Transport { endpoint, reason: transport_reason(&e) })?;
+        let response = self.http.get(url).send().await.map_err(|e| self.no_answer(endpoint, &e))?;
         let status = response.status();
-        let text = response.text().await.unwrap_or_default();
+        let body = self.read(endpoint, response, MAX_HEALTH_BYTES).await?;
+        let text = String::from_utf8_lossy(&body);
         match status {
             StatusCode::OK => Ok(None),
-            StatusCode::SERVICE_UNAVAILABLE => Ok(Some(text.lines().next().unwrap_or("unavailable").to_string())),
-            _ => Err(AdminError::Api { endpoint, status: status.as_u16(), code: String::new(), message: text }),
+            StatusCode::SERVICE_UNAVAILABLE => {
+                let first: String = text.lines().next().unwrap_or("").chars().take(200).collect();
+                Ok(Some(if first.trim().is_empty() { "unavailable".into() } else { self.redact(first) }))
+            }
+            _ => Err(AdminError::Foreign { endpoint, at: self.at.clone(), what: self.redact(foreign(status, &body)) }),
         }
     }
 
     /// The id of the node that answers at this URL.
     pub async fn own_node_id(&self) -> Result<String, AdminError> {
         let info: NodeInfoResponse = self.get("GetNodeInfo", &[("node", "self")]).await?;
-        info.success
-            .into_keys()
-            .next()
-            .ok_or(AdminError::Decode { endpoint: "GetNodeInfo", reason: "the node did not report its own id".into() })
+        info.success.into_keys().next().ok_or_else(|| AdminError::Decode {
+            endpoint: "GetNodeInfo",
+            at: self.at.clone(),
+            reason: "the node did not report its own id".into(),
+        })
     }
 
     pub async fn connect_nodes(&self, peers: &[String]) -> Result<Vec<ConnectResult>, AdminError> {
@@ -268,33 +348,6 @@ fn not_found_as_none<T>(result: Result<T, AdminError>) -> Result<Option<T>, Admi
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(e),
     }
-}
-
-/// One plain-HTTP client shape for Garage and the registry: pooled
-/// keep-alive connections, bounded connect and request times, no proxy
-/// discovery (a compose network needs none), no TLS stack.
-pub(crate) fn http_client(headers: HeaderMap) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
-        .no_proxy()
-        .tcp_nodelay(true)
-        .build()
-}
-
-/// The innermost cause of a transport error ("Connection refused (os error
-/// 111)", "failed to lookup address information: ..."), without the URL.
-pub(crate) fn transport_reason(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    let mut cause: &dyn std::error::Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    let text = cause.to_string();
-    if text.is_empty() { "request failed".into() } else { text }
 }
 
 /// `serde::Serialize` is not object safe; this is the one thing the client needs of a body.

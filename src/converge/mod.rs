@@ -37,7 +37,7 @@ use crate::s3check;
 use crate::wait::{Progress, Waiter};
 
 use execute::ActionError;
-use observe::{Failure, Member, Observed, Readiness};
+use observe::{Member, Observed, Readiness};
 use plan::{Action, Resource};
 
 /// An observation older than this is read again rather than trusted while
@@ -121,12 +121,12 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                         progress.finished(&observing);
                         obs
                     }
-                    Err(Failure::Retry(why)) => {
+                    Err(failure) => {
+                        let (why, slow) = failure.retry()?;
                         progress.failed(&observing, &why);
-                        waiter.pause(&why).await;
+                        waiter.pause_paced(&why, slow).await;
                         continue;
                     }
-                    Err(Failure::Fatal(e)) => return Err(e),
                 },
             };
             let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
@@ -173,12 +173,12 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                         progress.finished(&readiness);
                         obs.readiness = ready;
                     }
-                    Err(Failure::Retry(why)) => {
+                    Err(failure) => {
+                        let (why, slow) = failure.retry()?;
                         progress.failed(&readiness, &why);
-                        waiter.pause(&why).await;
+                        waiter.pause_paced(&why, slow).await;
                         continue;
                     }
-                    Err(Failure::Fatal(e)) => return Err(e),
                 }
             }
 
@@ -310,19 +310,18 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
         let observing = format!("Garage's admin API at {}", display_url(members[0].client.base_url()));
         let mut waiter = Waiter::new(&observing);
         loop {
-            let why = match observe::observe(&members, desired).await {
+            let (why, slow) = match observe::observe(&members, desired).await {
                 Ok(obs) => {
                     let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
                     if plan.waiting.is_empty() {
                         return Ok(plan);
                     }
-                    plan.waiting.join("; ")
+                    (plan.waiting.join("; "), false)
                 }
-                Err(Failure::Retry(why)) => why,
-                Err(Failure::Fatal(e)) => return Err(e),
+                Err(failure) => failure.retry()?,
             };
             progress.failed(&observing, &why);
-            waiter.pause(&why).await;
+            waiter.pause_paced(&why, slow).await;
         }
     };
     let plan = within_deadline(cfg, &progress, work).await?;

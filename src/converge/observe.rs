@@ -42,16 +42,30 @@ pub enum Failure {
     /// Worth another look after a pause: Garage is starting, restarting,
     /// short of quorum, or answered in a way that needs a fresh observation.
     Retry(String),
+    /// Worth another look, but not every few milliseconds: a host name does
+    /// not resolve (each attempt is a DNS lookup).
+    Unresolved(String),
     /// Waiting cannot fix it.
     Fatal(Error),
 }
 
 impl Failure {
+    /// Why to look again, and whether to wait longer first; `None` when waiting cannot help.
+    pub fn retry(self) -> Result<(String, bool), Error> {
+        match self {
+            Self::Retry(why) => Ok((why, false)),
+            Self::Unresolved(why) => Ok((why, true)),
+            Self::Fatal(e) => Err(e),
+        }
+    }
+
     /// An admin error from `member`: a rejected token is fatal, anything
     /// transient a reason to look again, the rest an unexpected answer.
     pub fn from_admin(e: AdminError, member: &Member) -> Self {
-        if e.is_transient() {
-            Self::Retry(format!("{} ({e})", member.url()))
+        if e.is_unresolved() {
+            Self::Unresolved(e.to_string())
+        } else if e.is_transient() {
+            Self::Retry(e.to_string())
         } else {
             Self::Fatal(Error::from_admin(e, member.client.base_url()))
         }
