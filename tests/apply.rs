@@ -446,3 +446,34 @@ async fn a_cluster_without_quorum_names_every_unfinished_step_at_the_deadline() 
         assert!(error.contains(&step), "`{step}` missing: {run:?}");
     }
 }
+
+#[tokio::test]
+async fn a_key_name_already_taken_is_reported_and_both_keys_are_kept() {
+    let g = Garage::started().await;
+    assert_eq!(garage_init(&g.init_env(), &[]).await.code, 0);
+    // Another key, made by someone else, carries the name garage-init gives its own.
+    let other = g.post("CreateKey", json!({"name": "shared-name"})).await.unwrap();
+    let other_id = other["accessKeyId"].as_str().unwrap().to_string();
+    let key_id = format!("GK{}", random_hex(12));
+    let env = with(
+        &with(&with(&g.init_env(), "GARAGE_INIT_ACCESS_KEY_ID", &key_id), "GARAGE_INIT_KEY_NAME", "shared-name"),
+        "GARAGE_INIT_SECRET_ACCESS_KEY",
+        &random_hex(32),
+    );
+    for (args, code) in [(&["plan"][..], 10), (&[][..], 0)] {
+        let run = garage_init(&env, args).await;
+        assert_eq!(run.code, code, "{args:?}: {run:?}");
+        let warning =
+            run.stdout.lines().find(|l| l.starts_with("key       warning")).unwrap_or_else(|| panic!("{run:?}"));
+        assert!(warning.contains(&other_id) && warning.contains(&key_id), "{run:?}");
+    }
+    let keys = g.get("ListKeys").await.unwrap();
+    let named: Vec<&str> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["name"] == "shared-name")
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(named.len(), 2, "{keys}");
+}

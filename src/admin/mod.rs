@@ -302,6 +302,11 @@ impl AdminClient {
         not_found_as_none(self.get("GetKeyInfo", &[("id", id), ("showSecretKey", "true")]).await)
     }
 
+    /// Every key's id and name (Garage lists at most 10 000).
+    pub async fn list_keys(&self) -> Result<Vec<ListedKey>, AdminError> {
+        self.get("ListKeys", &[]).await
+    }
+
     pub async fn import_key(&self, id: &str, secret: &Secret, name: &str) -> Result<KeyInfo, AdminError> {
         let body = ImportKeyRequest { access_key_id: id, secret_access_key: secret.expose(), name };
         self.post("ImportKey", &[], &body).await

@@ -186,6 +186,14 @@ impl KeyInfo {
     }
 }
 
+/// One entry of `ListKeys`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedKey {
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportKeyRequest<'a> {

@@ -113,6 +113,10 @@ pub struct Observed {
     pub nodes: Vec<NodeSeen>,
     /// Per wanted key, in spec order; `None`: Garage has no such key.
     pub keys: Vec<Option<KeyInfo>>,
+    /// Per wanted key: the ids of other keys that already carry its name.
+    /// Read only where the key is to be imported (a converged run spends no
+    /// request on it).
+    pub namesakes: Vec<Vec<String>>,
     /// Per wanted bucket, in spec order.
     pub buckets: Vec<BucketSeen>,
     pub readiness: Readiness,
@@ -179,6 +183,7 @@ pub async fn observe(members: &[Member], desired: &Desired) -> Result<Observed, 
         layout: layout_from_status(&status),
         status,
         nodes,
+        namesakes: vec![Vec::new(); desired.keys.len()],
         keys,
         buckets: Vec::new(),
         readiness: Readiness::Unknown,
@@ -186,7 +191,9 @@ pub async fn observe(members: &[Member], desired: &Desired) -> Result<Observed, 
     };
     let known = observed.known_nodes(desired);
     let read_layout = needs_layout(&observed.status, &desired.cluster, &known);
-    let (layout, buckets) = tokio::join!(
+    // A key to import may find its name taken by another key.
+    let list_keys = !fresh && observed.keys.iter().any(Option::is_none);
+    let (layout, buckets, listed) = tokio::join!(
         async {
             match read_layout {
                 true => client.cluster_layout().await.map(Some),
@@ -194,7 +201,19 @@ pub async fn observe(members: &[Member], desired: &Desired) -> Result<Observed, 
             }
         },
         observe_buckets(member, desired, &observed.keys, fresh),
+        async {
+            match list_keys {
+                true => client.list_keys().await.map(Some),
+                false => Ok(None),
+            }
+        },
     );
+    if let Some(listed) = listed.map_err(|e| Failure::from_admin(e, member))? {
+        for (i, want) in desired.keys.iter().enumerate().filter(|(i, _)| observed.keys[*i].is_none()) {
+            observed.namesakes[i] =
+                listed.iter().filter(|k| k.name == want.name && k.id != want.id).map(|k| k.id.clone()).collect();
+        }
+    }
     if let Some(layout) = layout.map_err(|e| Failure::from_admin(e, member))? {
         observed.layout = layout;
     }

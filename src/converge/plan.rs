@@ -301,6 +301,17 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
     }
 
     // ---- keys
+    for (want, others) in desired.keys.iter().zip(&observed.namesakes).filter(|(_, o)| !o.is_empty()) {
+        let (who, all) = match others.len() {
+            1 => (format!("another key, {}, is", others[0]), "both"),
+            _ => (format!("other keys, {}, are", others.join(", ")), "all"),
+        };
+        let detail = format!(
+            "{who} already named \"{}\"; {} is imported with the same name, and {all} are kept",
+            want.name, want.id
+        );
+        plan.warnings.push(Line::new("key", Outcome::Warning, detail));
+    }
     for (i, (want, found)) in desired.keys.iter().zip(&observed.keys).enumerate() {
         match plan_key(found.as_ref(), want) {
             KeyPlan::Import => plan.actions.push(Action::ImportKey { key: i }),
@@ -446,6 +457,7 @@ mod tests {
             layout: layout(0, &[], vec![]),
             nodes: vec![],
             keys: vec![None],
+            namesakes: vec![vec![]],
             buckets: vec![BucketSeen::default()],
             readiness: Readiness::Unknown,
             at: Instant::now(),
@@ -511,6 +523,17 @@ mod tests {
             assert_eq!(words(&plan), expected, "{name}: {plan:?}");
             assert!(plan.conflicts.is_empty() && plan.waiting.is_empty(), "{name}: {plan:?}");
         }
+    }
+
+    #[test]
+    fn a_key_whose_name_is_taken_is_imported_with_a_warning_naming_both() {
+        let taken =
+            Observed { namesakes: vec![vec!["GK0000000000000000000000aa".into()]], keys: vec![None], ..converged() };
+        let plan = plan(&desired(), &taken, false);
+        assert_eq!(words(&plan), w(&[("key", "create")]));
+        let warning = &plan.warnings[0].detail;
+        assert!(warning.contains("GK0000000000000000000000aa") && warning.contains(KEY), "{warning}");
+        assert!(warning.contains("\"buildkit-key\"") && warning.contains("both are kept"), "{warning}");
     }
 
     #[test]
