@@ -1,0 +1,251 @@
+//! Hostile and broken peers: a wrong port, a server that never stops
+//! sending, a pipe instead of a file, a closed stdout. Each gets a clear
+//! error, bounded memory and the documented exit code.
+//!
+//! Real components where they can show it (Garage's S3 port given as the
+//! admin URL, a real registry as a foreign HTTP server); small scripted
+//! servers, named as such, for answers no real server gives: an endless
+//! body, a body that announces gigabytes.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A scripted server (not a real one): answers every request on its port
+/// with `head`, then with `chunk` over and over until the client goes away.
+/// Returns its URL.
+fn endless_server(head: &'static str, chunk: &'static [u8]) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                while stream.write_all(chunk).is_ok() {}
+            });
+        }
+    });
+    url
+}
+
+/// 64 KiB of JSON whitespace as one HTTP chunk: an endless, valid-looking JSON body.
+fn chunk() -> &'static [u8] {
+    let mut c = b"10000\r\n".to_vec();
+    c.extend(std::iter::repeat_n(b' ', 0x10000));
+    c.extend_from_slice(b"\r\n");
+    Box::leak(c.into_boxed_slice())
+}
+
+/// Runs garage-init to its end and returns (exit code, stderr, elapsed, peak RSS in KiB) from wait4.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which clippy does not see
+fn run_measured(env: &[(String, String)], args: &[&str]) -> (i32, String, Duration, i64) {
+    let bin = env!("CARGO_BIN_EXE_garage-init");
+    let started = Instant::now();
+    let mut child = Command::new(bin)
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: our own child; both pointers are valid for the call.
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert_eq!(pid, child.id() as libc::pid_t);
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    (code, stderr, started.elapsed(), usage.ru_maxrss)
+}
+
+fn admin_env(admin_url: &str, s3_url: &str) -> Vec<(String, String)> {
+    vec![
+        ("GARAGE_INIT_ADMIN_URL".into(), admin_url.into()),
+        ("GARAGE_INIT_S3_URL".into(), s3_url.into()),
+        ("GARAGE_INIT_ADMIN_TOKEN".into(), "a-token".into()),
+        ("GARAGE_INIT_DEADLINE".into(), "20s".into()),
+    ]
+}
+
+/// Peak RSS allowed against a hostile body: the binary itself needs about 5 MiB.
+const MAX_RSS_KIB: i64 = 32 * 1024;
+
+#[test]
+fn an_admin_answer_that_never_ends_is_cut_at_the_cap() {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let url = endless_server(head, chunk());
+    let (code, stderr, elapsed, rss) = run_measured(&admin_env(&url, &url), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(&format!("GetClusterStatus at {url}: the answer is larger than 4 MiB")), "{stderr}");
+    assert!(stderr.contains("--admin-url"), "the hint names the setting: {stderr}");
+    assert!(rss < MAX_RSS_KIB, "peak RSS {rss} KiB");
+    eprintln!("endless admin answer: exit {code} after {elapsed:?}, peak RSS {} KiB", rss);
+}
+
+#[test]
+fn an_admin_answer_announcing_gigabytes_is_refused_before_reading() {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2147483648\r\n\r\n";
+    let url = endless_server(head, b"                                ");
+    let (code, stderr, _, rss) = run_measured(&admin_env(&url, &url), &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("larger than 4 MiB"), "{stderr}");
+    assert!(rss < MAX_RSS_KIB, "peak RSS {rss} KiB");
+}
+
+#[tokio::test]
+async fn an_s3_answer_that_never_ends_fails_the_check_at_its_cap() {
+    let g = Garage::started().await;
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let s3 = endless_server(head, chunk());
+    let env = with(&g.init_env(), "GARAGE_INIT_S3_URL", &s3);
+    let (code, stderr, _, rss) = tokio::task::spawn_blocking(move || run_measured(&env, &[])).await.unwrap();
+    assert_eq!(code, 6, "{stderr}");
+    assert!(
+        stderr.contains(&format!("S3 check against {s3} failed")) && stderr.contains("more than 64 KiB"),
+        "{stderr}"
+    );
+    assert!(rss < MAX_RSS_KIB, "peak RSS {rss} KiB");
+}
+
+#[tokio::test]
+async fn the_admin_url_at_garages_s3_port_says_where_the_admin_api_is() {
+    let g = Garage::started().await;
+    let run = garage_init(&with(&g.init_env(), "GARAGE_INIT_ADMIN_URL", &g.s3_url()), &[]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&format!("GetClusterStatus at {}: this is an S3 API", g.s3_url())), "{run:?}");
+    assert!(run.stderr.contains("port 3903 by default"), "{run:?}");
+    assert!(run.stderr.contains("--admin-url (GARAGE_INIT_ADMIN_URL)"), "{run:?}");
+    assert!(!run.all_output().contains(&g.token));
+}
+
+#[tokio::test]
+async fn the_admin_url_at_another_http_server_says_it_is_not_garage() {
+    let registry = registry::Registry::started().await;
+    let url = format!("http://{}", registry.addr());
+    let run = garage_init(&admin_env(&url, &url), &[]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(&format!("GetClusterStatus at {url}: answered 404")), "{run:?}");
+    assert!(run.stderr.contains("this is not Garage's admin API"), "{run:?}");
+}
+
+/// A pipe whose reading end is already closed: every write to it fails with EPIPE.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills both descriptors; each is owned exactly once below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    drop(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+    Stdio::from(unsafe { OwnedFd::from_raw_fd(fds[1]) })
+}
+
+fn run_with_closed_pipes(env: &[(String, String)], stdout: bool, stderr: bool) -> i32 {
+    let status = Command::new(env!("CARGO_BIN_EXE_garage-init"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(if stdout { closed_pipe() } else { Stdio::null() })
+        .stderr(if stderr { closed_pipe() } else { Stdio::null() })
+        .status()
+        .unwrap();
+    status.code().unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn a_closed_stdout_or_stderr_keeps_the_exit_code() {
+    let g = Garage::started().await;
+    let env = with(&g.init_env(), "RUST_LOG", "debug");
+    for (stdout, stderr) in [(true, false), (false, true), (true, true)] {
+        let env = env.clone();
+        let code = tokio::task::spawn_blocking(move || run_with_closed_pipes(&env, stdout, stderr)).await.unwrap();
+        assert_eq!(code, 0, "apply with stdout closed: {stdout}, stderr closed: {stderr}");
+    }
+    // A failing run writes its error to a closed stderr: still its own code, not an abort.
+    let nowhere = Garage::new();
+    let env = with(&nowhere.init_env(), "GARAGE_INIT_DEADLINE", "1s");
+    let code = tokio::task::spawn_blocking(move || run_with_closed_pipes(&env, true, true)).await.unwrap();
+    assert_eq!(code, 3);
+    // `env` writes only to stdout.
+    let code = tokio::task::spawn_blocking(|| {
+        Command::new(env!("CARGO_BIN_EXE_garage-init"))
+            .args(["env", "--format", "json"])
+            .env_clear()
+            .stdout(closed_pipe())
+            .status()
+            .unwrap()
+            .code()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn a_spec_that_is_not_a_regular_file_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("spec.fifo");
+    let path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let env = admin_env("http://127.0.0.1:9", "http://127.0.0.1:9");
+    for (spec, what) in
+        [(fifo.to_str().unwrap(), "a named pipe (FIFO)"), ("/dev/zero", "a device"), ("/", "a directory")]
+    {
+        let env = with(&env, "GARAGE_INIT_SPEC", spec);
+        let (code, stderr, elapsed, _) = run_measured(&env, &["plan"]);
+        assert_eq!(code, 2, "{spec}: {stderr}");
+        assert!(stderr.contains(&format!("invalid spec {spec}: it is {what}, not a regular file")), "{stderr}");
+        assert!(elapsed < Duration::from_secs(5), "{spec}: {elapsed:?}");
+    }
+}
+
+#[test]
+fn absurd_deadlines_are_refused() {
+    let env = admin_env("http://127.0.0.1:9", "http://127.0.0.1:9");
+    for deadline in ["18446744073709551615h", "25h", "99999999999999999999999s"] {
+        let (code, stderr, _, _) = run_measured(&with(&env, "GARAGE_INIT_DEADLINE", deadline), &[]);
+        assert_eq!(code, 2, "{deadline}: {stderr}");
+        assert!(stderr.contains("--deadline"), "{deadline}: {stderr}");
+    }
+}
+
+#[test]
+fn exit_follows_the_deadline_and_sigterm_at_once() {
+    // A name that does not resolve: the run waits out its deadline, then exits.
+    let env = with(
+        &admin_env("http://nonexistent.invalid:3903", "http://nonexistent.invalid:3900"),
+        "GARAGE_INIT_DEADLINE",
+        "2s",
+    );
+    let (code, stderr, elapsed, _) = run_measured(&env, &[]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("gave up after 2s"), "{stderr}");
+    assert!(elapsed < Duration::from_millis(3500), "exit {elapsed:?} after start, for a 2 s deadline");
+
+    // SIGTERM in the middle of a wait: exit 130, promptly.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_garage-init"))
+        .env_clear()
+        .envs(with(&env, "GARAGE_INIT_DEADLINE", "60s").iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(signalled.elapsed() < Duration::from_millis(1500), "exit {:?} after SIGTERM", signalled.elapsed());
+}
