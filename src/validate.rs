@@ -41,7 +41,9 @@ pub fn read_secret_file(path: &Path, setting: &str) -> Result<Secret, ConfigErro
             SmallFileError::TooLarge { limit } => {
                 format!("{shown} has more than {limit} bytes; a secret file holds one line")
             }
-            other => format!("{shown}: {other}"),
+            SmallFileError::Unreadable(e) => format!("cannot read {shown}: {e}"),
+            SmallFileError::NotRegular { what } => format!("{shown} is {what}, not a regular file"),
+            SmallFileError::NotText => format!("{shown} is not UTF-8 text"),
         };
         ConfigError::new(setting, problem)
     })?;
