@@ -111,6 +111,8 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         let mut observed: Option<Observed> = None;
         let mut memory = Memory::default();
         let mut touched: Vec<Resource> = Vec::new();
+        // Resources whose change failed: if found in place later, most likely made by that change.
+        let mut unanswered: Vec<Resource> = Vec::new();
         let mut proof_failing_since: Option<Instant> = None;
         let s3 = s3check::Prover::new(&cfg.s3_url, &cfg.region).map_err(|f| s3check::verify_error(&cfg.s3_url, f))?;
         loop {
@@ -186,7 +188,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 // Nothing to do: prove it.
                 match prove(&s3, desired).await {
                     Ok(proofs) => {
-                        plan::unchanged_lines(desired, &obs, &touched)
+                        plan::unchanged_lines(desired, &obs, &touched, &unanswered)
                             .into_iter()
                             .chain(plan.drift)
                             .chain(plan.warnings)
@@ -231,6 +233,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             }
             let mut reasons = Vec::new();
             for (action, error) in executed.failed {
+                unanswered.push(action.resource());
                 let why = judge(&members[obs.coordinator], &action, error, &mut memory)?;
                 progress.failed(&step_name(&action.line(desired, true)), &why);
                 reasons.push(why);

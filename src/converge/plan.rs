@@ -359,29 +359,42 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
 }
 
 /// The report lines of resources that no action touched: `unchanged`, with
-/// what Garage holds.
-pub fn unchanged_lines(desired: &Desired, observed: &Observed, touched: &[Resource]) -> Vec<Line> {
+/// what Garage holds. A resource whose change failed without an answer, and
+/// that a later observation found in place, was most likely changed by that
+/// request: it is reported as changed, and says so.
+pub fn unchanged_lines(
+    desired: &Desired,
+    observed: &Observed,
+    touched: &[Resource],
+    unanswered: &[Resource],
+) -> Vec<Line> {
     let mut lines = Vec::new();
-    if !touched.contains(&Resource::Layout) {
-        let n = observed.layout.roles.len();
-        let detail = format!("version {}, {n} role{}", observed.layout.version, if n == 1 { "" } else { "s" });
-        lines.push(Line::new("layout", Outcome::Unchanged, detail));
+    let mut push = |resource: Resource, name: &'static str, detail: String| {
+        if touched.contains(&resource) {
+            return;
+        }
+        lines.push(match unanswered.contains(&resource) {
+            true => Line::new(name, Outcome::Created, format!("{detail} (its change got no answer; found in place)")),
+            false => Line::new(name, Outcome::Unchanged, detail),
+        });
+    };
+    let n = observed.layout.roles.len();
+    push(
+        Resource::Layout,
+        "layout",
+        format!("version {}, {n} role{}", observed.layout.version, if n == 1 { "" } else { "s" }),
+    );
+    for (i, k) in desired.keys.iter().enumerate() {
+        push(Resource::Key(i), "key", format!("{} ({})", k.id, k.name));
     }
-    for (_, k) in desired.keys.iter().enumerate().filter(|(i, _)| !touched.contains(&Resource::Key(*i))) {
-        lines.push(Line::new("key", Outcome::Unchanged, format!("{} ({})", k.id, k.name)));
-    }
-    for (i, b) in desired.buckets.iter().enumerate().filter(|(i, _)| !touched.contains(&Resource::Bucket(*i))) {
+    for (i, b) in desired.buckets.iter().enumerate() {
         let id = observed.buckets[i].found.as_ref().map(|f| format!(" (id {})", short_id(&f.id))).unwrap_or_default();
-        lines.push(Line::new("bucket", Outcome::Unchanged, format!("{}{id}", b.name)));
+        push(Resource::Bucket(i), "bucket", format!("{}{id}", b.name));
     }
-    for (_, g) in desired.grants.iter().enumerate().filter(|(i, _)| !touched.contains(&Resource::Grant(*i))) {
+    for (i, g) in desired.grants.iter().enumerate() {
         let b = desired.bucket_index(&g.bucket).expect("grants name declared buckets");
         let has = observed.buckets[b].found.as_ref().map(|f| f.permissions_of(&g.key_id)).unwrap_or_default();
-        lines.push(Line::new(
-            "grant",
-            Outcome::Unchanged,
-            format!("{} for {} on {}", has.describe(), g.key_id, g.bucket),
-        ));
+        push(Resource::Grant(i), "grant", format!("{} for {} on {}", has.describe(), g.key_id, g.bucket));
     }
     lines
 }
@@ -652,10 +665,13 @@ mod tests {
 
     #[test]
     fn unchanged_lines_cover_what_no_action_touched() {
-        let lines = unchanged_lines(&desired(), &converged(), &[Resource::Grant(0)]);
+        let lines = unchanged_lines(&desired(), &converged(), &[Resource::Grant(0)], &[Resource::Bucket(0)]);
         let resources: Vec<&str> = lines.iter().map(|l| l.resource).collect();
         assert_eq!(resources, ["layout", "key", "bucket"]);
         assert_eq!(lines[0].detail, "version 1, 1 role");
         assert!(lines[2].detail.starts_with("buildkit-cache (id bbbb"), "{lines:?}");
+        // The bucket's create got no answer, and the bucket is there: reported as created.
+        assert_eq!(lines[2].outcome, Outcome::Created);
+        assert!(lines[2].detail.ends_with("(its change got no answer; found in place)"), "{lines:?}");
     }
 }

@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+pub mod fake_garage;
 pub mod gate;
 pub mod registry;
 pub mod stack;
