@@ -83,6 +83,15 @@ async fn a_bucket_created_before_a_lost_answer_keeps_its_id() {
 }
 
 #[tokio::test]
+async fn a_bucket_left_nameless_by_an_interrupted_create_is_named_not_duplicated() {
+    let fake = FakeGarage::start().await;
+    fake.create_bucket_crashes_before_alias(1);
+    let run = converges(&fake, "CreateBucket interrupted before its alias").await;
+    assert!(run.stdout.contains("made by a create that got no answer"), "{}", show(&fake, &run));
+    assert_eq!(fake.calls().get("CreateBucket"), Some(&1), "{}", show(&fake, &run));
+}
+
+#[tokio::test]
 async fn a_layout_lost_right_after_it_was_applied_is_applied_again() {
     let fake = FakeGarage::start().await;
     fake.after("ApplyClusterLayout", 1, Event::LoseLayout);

@@ -323,6 +323,15 @@ impl AdminClient {
         not_found_as_none(self.get("GetBucketInfo", &[("globalAlias", alias)]).await)
     }
 
+    /// `None` when no bucket has this id.
+    pub async fn bucket_by_id(&self, id: &str) -> Result<Option<BucketInfo>, AdminError> {
+        not_found_as_none(self.get("GetBucketInfo", &[("id", id)]).await)
+    }
+
+    pub async fn list_buckets(&self) -> Result<Vec<ListedBucket>, AdminError> {
+        self.get("ListBuckets", &[]).await
+    }
+
     pub async fn create_bucket(&self, alias: &str) -> Result<BucketInfo, AdminError> {
         self.post("CreateBucket", &[], &CreateBucketRequest { global_alias: alias }).await
     }

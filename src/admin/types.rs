@@ -182,6 +182,7 @@ impl KeyInfo {
             global_aliases: b.global_aliases.clone(),
             keys: vec![BucketKey { access_key_id: self.access_key_id.clone(), permissions: b.permissions }],
             quotas: None,
+            objects: 0,
         })
     }
 }
@@ -221,6 +222,21 @@ pub struct BucketInfo {
     pub keys: Vec<BucketKey>,
     #[serde(default)]
     pub quotas: Option<Quotas>,
+    #[serde(default)]
+    pub objects: i64,
+}
+
+/// One entry of `ListBuckets`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedBucket {
+    pub id: String,
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub global_aliases: Vec<String>,
+    #[serde(default)]
+    pub local_aliases: Vec<serde_json::Value>,
 }
 
 impl BucketInfo {

@@ -123,6 +123,7 @@ mod tests {
             global_aliases: aliases.iter().map(|a| a.to_string()).collect(),
             keys: vec![],
             quotas,
+            objects: 0,
         }
     }
 

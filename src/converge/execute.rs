@@ -104,6 +104,9 @@ async fn run(
         Action::CreateBucket { bucket } => {
             Effect::Bucket(*bucket, client.create_bucket(&desired.buckets[*bucket].name).await?)
         }
+        Action::AdoptBucket { bucket, id } => {
+            Effect::Bucket(*bucket, client.add_bucket_alias(id, &desired.buckets[*bucket].name).await?)
+        }
         Action::AddAlias { bucket, alias } => {
             Effect::Bucket(*bucket, client.add_bucket_alias(&bucket_id(*bucket)?, alias).await?)
         }

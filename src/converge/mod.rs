@@ -88,6 +88,9 @@ struct Memory {
     /// Keys whose import Garage refused with 409: if the key is still not
     /// listed afterwards, its id was deleted, and can never be imported.
     refused_imports: HashSet<usize>,
+    /// Buckets whose create got no answer (no reply, or a 5xx): it may have
+    /// stored the bucket without its name.
+    unanswered_creates: Vec<usize>,
 }
 
 /// `garage-init apply`: converge, then prove each read-write key can write.
@@ -118,7 +121,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         loop {
             let mut obs = match observed.take() {
                 Some(obs) => obs,
-                None => match observe::observe(&members, desired).await {
+                None => match observe::observe(&members, desired, &memory.unanswered_creates).await {
                     Ok(obs) => {
                         progress.finished(&observing);
                         obs
@@ -262,6 +265,11 @@ fn judge(member: &Member, action: &Action, error: ActionError, memory: &mut Memo
     if e.is_auth() {
         return Err(Error::from_admin(e, member.client.base_url()));
     }
+    if let Action::CreateBucket { bucket } = action
+        && (e.is_transient() || matches!(&e, AdminError::Api { status, .. } if *status >= 500))
+    {
+        memory.unanswered_creates.push(*bucket);
+    }
     if e.is_transient() || e.is_layout_version_race() {
         return Ok(why);
     }
@@ -313,7 +321,7 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
         let observing = format!("Garage's admin API at {}", display_url(members[0].client.base_url()));
         let mut waiter = Waiter::new(&observing);
         loop {
-            let (why, slow) = match observe::observe(&members, desired).await {
+            let (why, slow) = match observe::observe(&members, desired, &[]).await {
                 Ok(obs) => {
                     let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
                     if plan.waiting.is_empty() {

@@ -87,6 +87,10 @@ pub struct BucketSeen {
     pub found: Option<BucketInfo>,
     /// Wanted aliases that name another bucket.
     pub elsewhere: Vec<AliasElsewhere>,
+    /// When the bucket is missing and a create of it got no answer: the
+    /// empty bucket without any alias that create left (Garage stores a new
+    /// bucket, then its alias; a crash in between leaves it nameless).
+    pub orphan: Option<String>,
 }
 
 /// Whether the cluster can serve key and bucket requests, as `/health` (and,
@@ -138,8 +142,10 @@ impl Observed {
     }
 }
 
-/// Reads everything the plan needs, from scratch.
-pub async fn observe(members: &[Member], desired: &Desired) -> Result<Observed, Failure> {
+/// Reads everything the plan needs, from scratch. `unanswered_creates`: the
+/// wanted buckets whose create got no answer in this run (their nameless
+/// leftovers are looked for).
+pub async fn observe(members: &[Member], desired: &Desired, unanswered_creates: &[usize]) -> Result<Observed, Failure> {
     let (nodes, coordinator) = match &desired.cluster.nodes {
         NodesWant::Listed(_) => {
             let nodes = identify(members).await?;
@@ -200,7 +206,7 @@ pub async fn observe(members: &[Member], desired: &Desired) -> Result<Observed, 
                 false => Ok(None),
             }
         },
-        observe_buckets(member, desired, &observed.keys, fresh),
+        observe_buckets(member, desired, &observed.keys, fresh, unanswered_creates),
         async {
             match list_keys {
                 true => client.list_keys().await.map(Some),
@@ -241,6 +247,7 @@ async fn observe_buckets(
     desired: &Desired,
     keys: &[Option<KeyInfo>],
     fresh: bool,
+    unanswered_creates: &[usize],
 ) -> Result<Vec<BucketSeen>, Failure> {
     if fresh {
         return Ok(vec![BucketSeen::default(); desired.buckets.len()]);
@@ -263,9 +270,43 @@ async fn observe_buckets(
                 elsewhere.push(AliasElsewhere { alias: alias.clone(), bucket_id: other.id });
             }
         }
-        Ok::<_, AdminError>(BucketSeen { found, elsewhere })
+        Ok::<_, AdminError>(BucketSeen { found, elsewhere, orphan: None })
     });
-    join_all(reads).await.into_iter().map(|r| r.map_err(|e| Failure::from_admin(e, member))).collect()
+    let mut seen = join_all(reads)
+        .await
+        .into_iter()
+        .map(|r| r.map_err(|e| Failure::from_admin(e, member)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let missing: Vec<usize> = unanswered_creates.iter().copied().filter(|&i| seen[i].found.is_none()).collect();
+    if !missing.is_empty() {
+        let mut orphans = orphans(client).await.map_err(|e| Failure::from_admin(e, member))?;
+        for i in missing {
+            seen[i].orphan = orphans.pop();
+        }
+    }
+    Ok(seen)
+}
+
+/// Empty buckets without any alias and without any key, newest last:
+/// what an interrupted create leaves.
+async fn orphans(client: &AdminClient) -> Result<Vec<String>, AdminError> {
+    let mut nameless: Vec<_> = client
+        .list_buckets()
+        .await?
+        .into_iter()
+        .filter(|b| b.global_aliases.is_empty() && b.local_aliases.is_empty())
+        .collect();
+    nameless.sort_by(|a, b| a.created.cmp(&b.created));
+    let mut ids = Vec::new();
+    for b in nameless {
+        if let Some(info) = client.bucket_by_id(&b.id).await?
+            && info.keys.is_empty()
+            && info.objects == 0
+        {
+            ids.push(info.id);
+        }
+    }
+    Ok(ids)
 }
 
 /// Reads readiness: `/health` of the coordinator and of every other listed

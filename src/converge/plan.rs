@@ -52,14 +52,39 @@ pub struct LayoutChange {
 /// One change to Garage: one line in `plan`, one line in `apply`'s report.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    Connect { peers: Vec<Peer> },
+    Connect {
+        peers: Vec<Peer>,
+    },
     Layout(LayoutChange),
-    ImportKey { key: usize },
-    RenameKey { key: usize, from: String },
-    CreateBucket { bucket: usize },
-    AddAlias { bucket: usize, alias: String },
-    SetQuotas { bucket: usize, quotas: Quotas },
-    Grant { grant: usize, add: Permissions, had: Permissions },
+    ImportKey {
+        key: usize,
+    },
+    RenameKey {
+        key: usize,
+        from: String,
+    },
+    CreateBucket {
+        bucket: usize,
+    },
+    /// Give the bucket's name to the bucket (`id`) that an earlier create made
+    /// before it got no answer: Garage stores a new bucket, then its alias.
+    AdoptBucket {
+        bucket: usize,
+        id: String,
+    },
+    AddAlias {
+        bucket: usize,
+        alias: String,
+    },
+    SetQuotas {
+        bucket: usize,
+        quotas: Quotas,
+    },
+    Grant {
+        grant: usize,
+        add: Permissions,
+        had: Permissions,
+    },
 }
 
 /// Actions run in phases; an action may need what an earlier phase makes
@@ -98,7 +123,9 @@ impl Action {
         match self {
             Self::Connect { .. } => Phase::Membership,
             Self::Layout(_) => Phase::Layout,
-            Self::ImportKey { .. } | Self::RenameKey { .. } | Self::CreateBucket { .. } => Phase::Tables,
+            Self::ImportKey { .. } | Self::RenameKey { .. } | Self::CreateBucket { .. } | Self::AdoptBucket { .. } => {
+                Phase::Tables
+            }
             Self::AddAlias { .. } | Self::SetQuotas { .. } | Self::Grant { .. } => Phase::Details,
         }
     }
@@ -108,9 +135,10 @@ impl Action {
             Self::Connect { .. } => Resource::Cluster,
             Self::Layout(_) => Resource::Layout,
             Self::ImportKey { key } | Self::RenameKey { key, .. } => Resource::Key(*key),
-            Self::CreateBucket { bucket } | Self::AddAlias { bucket, .. } | Self::SetQuotas { bucket, .. } => {
-                Resource::Bucket(*bucket)
-            }
+            Self::CreateBucket { bucket }
+            | Self::AdoptBucket { bucket, .. }
+            | Self::AddAlias { bucket, .. }
+            | Self::SetQuotas { bucket, .. } => Resource::Bucket(*bucket),
             Self::Grant { grant, .. } => Resource::Grant(*grant),
         }
     }
@@ -120,7 +148,7 @@ impl Action {
         match self {
             Self::Connect { .. } | Self::RenameKey { .. } | Self::AddAlias { .. } | Self::SetQuotas { .. } => false,
             Self::Layout(change) => change.version == 1,
-            Self::ImportKey { .. } | Self::CreateBucket { .. } => true,
+            Self::ImportKey { .. } | Self::CreateBucket { .. } | Self::AdoptBucket { .. } => true,
             Self::Grant { had, .. } => had.is_empty(),
         }
     }
@@ -152,6 +180,14 @@ impl Action {
                 ("key", format!("{}: name \"{from}\" -> \"{}\"", k.id, k.name))
             }
             Self::CreateBucket { bucket } => ("bucket", desired.buckets[*bucket].name.clone()),
+            Self::AdoptBucket { bucket, id } => (
+                "bucket",
+                format!(
+                    "{} (id {}: made by a create that got no answer, before Garage gave it its name)",
+                    desired.buckets[*bucket].name,
+                    short_id(id)
+                ),
+            ),
             Self::AddAlias { bucket, alias } => ("bucket", format!("{}: alias {alias}", desired.buckets[*bucket].name)),
             Self::SetQuotas { bucket, quotas } => {
                 ("bucket", format!("{}: {}", desired.buckets[*bucket].name, describe_quotas(*quotas)))
@@ -326,7 +362,10 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
     for (i, (want, seen)) in desired.buckets.iter().zip(&observed.buckets).enumerate() {
         let bp = plan_bucket(seen.found.as_ref(), &seen.elsewhere, want, desired.exhaustive);
         if bp.create {
-            plan.actions.push(Action::CreateBucket { bucket: i });
+            plan.actions.push(match &seen.orphan {
+                Some(id) => Action::AdoptBucket { bucket: i, id: id.clone() },
+                None => Action::CreateBucket { bucket: i },
+            });
         }
         details.extend(bp.add_aliases.into_iter().map(|alias| Action::AddAlias { bucket: i, alias }));
         details.extend(bp.set_quotas.map(|quotas| Action::SetQuotas { bucket: i, quotas }));
@@ -458,8 +497,9 @@ mod tests {
             global_aliases: vec!["buildkit-cache".into()],
             keys,
             quotas: None,
+            objects: 0,
         };
-        BucketSeen { found: Some(info), elsewhere: vec![] }
+        BucketSeen { found: Some(info), elsewhere: vec![], orphan: None }
     }
 
     /// A single node: fresh (no layout, nothing in the tables).
@@ -547,6 +587,16 @@ mod tests {
         let warning = &plan.warnings[0].detail;
         assert!(warning.contains("GK0000000000000000000000aa") && warning.contains(KEY), "{warning}");
         assert!(warning.contains("\"buildkit-key\"") && warning.contains("both are kept"), "{warning}");
+    }
+
+    #[test]
+    fn a_nameless_bucket_left_by_an_unanswered_create_is_adopted_not_created_again() {
+        let orphan = BucketSeen { orphan: Some("c".repeat(64)), ..BucketSeen::default() };
+        let o = Observed { buckets: vec![orphan], ..converged() };
+        let plan = plan(&desired(), &o, false);
+        assert_eq!(plan.actions[0], Action::AdoptBucket { bucket: 0, id: "c".repeat(64) });
+        assert_eq!(plan.actions[0].phase(), Phase::Tables);
+        assert!(plan.actions[0].line(&desired(), true).detail.contains("got no answer"));
     }
 
     #[test]

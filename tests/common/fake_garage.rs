@@ -58,6 +58,11 @@ enum Fault {
         endpoint: String,
         message: String,
     },
+    /// The nth `CreateBucket` stores the bucket, then the node dies before
+    /// storing its alias (Garage writes the two one after the other).
+    CreateCrashesBeforeAlias {
+        nth: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +267,17 @@ impl State {
                 true => Self::json(200, self.key_json(&q("id"), q("showSecretKey") == "true")),
                 false => Self::error(404, "NoSuchAccessKey", &format!("Key not found: {}", q("id")), &path),
             },
+            ("GET", "ListBuckets") => {
+                let buckets: Vec<Value> = self
+                    .buckets
+                    .iter()
+                    .map(|b| {
+                        json!({"id": b.id, "created": format!("2026-01-01T00:00:{:02}Z", b.id.len() % 60),
+                                    "globalAliases": b.aliases, "localAliases": []})
+                    })
+                    .collect();
+                Self::json(200, json!(buckets))
+            }
             ("GET", "ListKeys") => {
                 let keys: Vec<Value> = self
                     .keys
@@ -312,6 +328,21 @@ impl State {
                 self.buckets.push(bucket);
                 effect(self);
                 Self::json(200, self.bucket_json(self.buckets.last().unwrap()))
+            }
+            ("POST", "AddBucketAlias") => {
+                // Idempotent for the same bucket; 400 when the alias names another one.
+                let alias = body["globalAlias"].as_str().unwrap_or_default().to_string();
+                let Some(i) = self.buckets.iter().position(|b| body["bucketId"] == json!(b.id)) else {
+                    return Self::error(404, "NoSuchBucket", "Bucket not found", &path);
+                };
+                if self.buckets.iter().enumerate().any(|(j, b)| j != i && b.aliases.contains(&alias)) {
+                    return Self::error(400, "InvalidRequest", "Bad request: Alias already exists", &path);
+                }
+                if !self.buckets[i].aliases.contains(&alias) {
+                    self.buckets[i].aliases.push(alias);
+                }
+                effect(self);
+                Self::json(200, self.bucket_json(&self.buckets[i]))
             }
             ("POST", "AllowBucketKey") => {
                 let key = body["accessKeyId"].as_str().unwrap_or_default().to_string();
@@ -385,6 +416,13 @@ impl State {
         });
         if let Some(message) = refused {
             return Self::error(500, "InternalError", &format!("Internal error: {message}"), path);
+        }
+        let crashes = self.faults.iter().any(|f| matches!(f, Fault::CreateCrashesBeforeAlias { nth } if *nth == n));
+        if endpoint == "CreateBucket" && crashes && self.version > 0 {
+            self.serial += 1;
+            let id = hex_id(0x0bad_0000 + self.serial, 64);
+            self.buckets.push(Bucket { id, aliases: vec![], grants: BTreeMap::new(), objects: BTreeMap::new() });
+            return Reply::Reset;
         }
         let reply = self.admin(method, &endpoint, &query, &body);
         let mut reply = Some(reply);
@@ -520,6 +558,11 @@ impl FakeGarage {
     /// Before the next `ApplyClusterLayout`, another writer applies what is staged.
     pub fn race_next_apply(&self) {
         self.state.lock().unwrap().faults.push(Fault::RaceApply);
+    }
+
+    /// The `nth` `CreateBucket` stores a bucket without its alias, and its connection resets.
+    pub fn create_bucket_crashes_before_alias(&self, nth: u32) {
+        self.state.lock().unwrap().faults.push(Fault::CreateCrashesBeforeAlias { nth });
     }
 
     /// Every call to `endpoint` fails with a 500 carrying `message`, and changes nothing.
