@@ -101,6 +101,22 @@ async fn a_layout_lost_right_after_it_was_applied_is_applied_again() {
 }
 
 #[tokio::test]
+async fn a_layout_lost_after_the_key_and_bucket_were_made_keeps_them() {
+    // The tables survive the layout's loss: re-importing and re-creating get 409s, which lead to
+    // a fresh look that finds both; neither is made twice.
+    let fake = FakeGarage::start().await;
+    let bucket = {
+        fake.after("AllowBucketKey", 1, Event::LoseLayout);
+        let run = converges(&fake, "layout lost after the grant").await;
+        assert_eq!(effects_of(&fake, "ApplyClusterLayout"), 2, "{}", show(&fake, &run));
+        fake.bucket_id(BUCKET).unwrap()
+    };
+    assert_eq!((effects_of(&fake, "ImportKey"), effects_of(&fake, "CreateBucket")), (1, 1));
+    converges(&fake, "rerun").await;
+    assert_eq!(fake.bucket_id(BUCKET).unwrap(), bucket);
+}
+
+#[tokio::test]
 async fn a_node_that_lost_its_metadata_gets_its_new_id_a_role_and_new_tables() {
     let fake = FakeGarage::start().await;
     let old_id = fake.node_id();

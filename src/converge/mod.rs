@@ -166,10 +166,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                         let why = why.join(", ");
                         progress.failed(&readiness, &why);
                         waiter.pause(&format!("cluster not ready: {why}")).await;
-                        // A lone node is ready the moment its layout is applied: unready, it has
-                        // lost its layout (or more), so look again at once.
-                        let trust = if obs.status.nodes.len() <= 1 { Duration::ZERO } else { TRUST_UNEXPLAINED_WAIT };
-                        if obs.at.elapsed() < trust {
+                        if obs.at.elapsed() < trust_while_unexplained(&obs) {
                             observed = Some(obs);
                         }
                         continue;
@@ -213,7 +210,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                         }
                         progress.failed(&proof, &failure);
                         waiter.pause(&format!("{proof}: {failure}")).await;
-                        if obs.at.elapsed() < TRUST_UNEXPLAINED_WAIT {
+                        if obs.at.elapsed() < trust_while_unexplained(&obs) {
                             observed = Some(obs);
                         }
                         continue;
@@ -248,6 +245,14 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
     within_deadline(cfg, &progress, work).await?;
     reporter.finish(started.elapsed(), requests(&members));
     Ok(())
+}
+
+/// How long an observation is trusted while the cluster stays unready or the
+/// proof keeps failing. A lone node is ready the moment it applies its
+/// layout, and has no peer to propagate from: unready, or refusing the
+/// proof, it has lost state, so it is looked at again at once.
+fn trust_while_unexplained(obs: &Observed) -> Duration {
+    if obs.status.nodes.len() <= 1 { Duration::ZERO } else { TRUST_UNEXPLAINED_WAIT }
 }
 
 /// "key GK6275696c646b69742d6b6579 (buildkit-key)": an action as a step of the run.
