@@ -15,8 +15,14 @@
 //!   types only.
 //! - [`spec`]: the spec file (YAML) into a [`desired::Desired`].
 //! - [`config`]: assembles a run's settings from the flags and the spec.
-//!   Dependencies point one way: `config` → `spec` → `desired`, and all three
-//!   → `validate`.
+//!
+//!   These settings modules depend on each other one way, with no cycle
+//!   (a test below holds the source to this list):
+//!   `config` → `cli`, `spec`, `desired`, `validate`, `secret`;
+//!   `spec` → `desired`, `validate`, `secret`, `admin::types`;
+//!   `cli` → `validate`, `exit`;
+//!   `desired` → `secret`, `admin::types`;
+//!   `validate` → `secret`.
 //! - [`http`]: the one HTTP client shape, and capped reads of every answer.
 //! - [`admin`]: the admin API v2 client: typed requests, answers and errors.
 //! - [`converge`]: the level-triggered loop: `observe` (every read), `plan`
@@ -151,5 +157,45 @@ pub fn init_logging(format: LogFormat) {
                 .init();
         }
         LogFormat::Json => builder.json().flatten_event(true).with_writer(std::io::stdout).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    /// The modules of the crate that a source file names (`crate::x`, or
+    /// `crate::admin::types`), outside comments and its tests.
+    fn crate_paths(source: &str) -> BTreeSet<String> {
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        let mut found = BTreeSet::new();
+        for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for (i, _) in line.match_indices("crate::") {
+                let rest = &line[i + "crate::".len()..];
+                let path: String =
+                    rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':').collect();
+                let mut parts = path.split("::");
+                let module = parts.next().unwrap_or_default();
+                found.insert(match (module, parts.next()) {
+                    ("admin", Some("types")) => "admin::types".to_string(),
+                    _ => module.to_string(),
+                });
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn settings_modules_depend_one_way_as_the_layout_map_says() {
+        for (file, source, expected) in [
+            ("config", include_str!("config.rs"), &["cli", "desired", "secret", "spec", "validate"][..]),
+            ("spec", include_str!("spec.rs"), &["admin::types", "desired", "secret", "validate"]),
+            ("cli", include_str!("cli.rs"), &["exit", "validate"]),
+            ("desired", include_str!("desired.rs"), &["admin::types", "secret"]),
+            ("validate", include_str!("validate.rs"), &["secret"]),
+        ] {
+            let expected: BTreeSet<String> = expected.iter().map(|m| m.to_string()).collect();
+            assert_eq!(crate_paths(source), expected, "src/{file}.rs: update the `//! # Layout` map in lib.rs too");
+        }
     }
 }
