@@ -176,7 +176,7 @@ impl AdminClient {
         let bytes = self.read(endpoint, response, MAX_ANSWER_BYTES).await?;
         if status == StatusCode::OK {
             if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
-                return Err(AdminError::Foreign { endpoint, at: at(), what: foreign(status, &bytes) });
+                return Err(AdminError::Foreign { endpoint, at: at(), what: self.redact(foreign(status, &bytes)) });
             }
             return serde_json::from_slice(&bytes).map_err(|e| AdminError::Decode {
                 endpoint,
@@ -261,6 +261,14 @@ impl AdminClient {
                 let first: String = text.lines().next().unwrap_or("").chars().take(200).collect();
                 Ok(Some(if first.trim().is_empty() { "unavailable".into() } else { self.redact(first) }))
             }
+            // A proxy's 502-504 while Garage restarts: worth waiting for, as in `call`.
+            s if matches!(s.as_u16(), 502..=504) => Err(AdminError::Api {
+                endpoint,
+                at: self.at.clone(),
+                status: s.as_u16(),
+                code: s.canonical_reason().unwrap_or("error").to_string(),
+                message: String::new(),
+            }),
             _ => Err(AdminError::Foreign { endpoint, at: self.at.clone(), what: self.redact(foreign(status, &body)) }),
         }
     }

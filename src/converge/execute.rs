@@ -89,7 +89,8 @@ async fn run(
 ) -> Result<Effect, ActionError> {
     let client = &member.client;
     // Ids of what earlier phases made or found.
-    let bucket_id = |b: usize| observed.buckets[b].found.as_ref().map(|f| f.id.clone()).ok_or(missing(desired, b));
+    let bucket_id =
+        |b: usize| observed.buckets[b].found.as_ref().map(|f| f.id.clone()).ok_or_else(|| missing(desired, b));
     Ok(match action {
         Action::Connect { peers } => Effect::Status(connect(member, peers, progress).await?),
         Action::Layout(change) => Effect::Layout(apply_layout(member, change, &observed.layout).await?),

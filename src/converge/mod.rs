@@ -88,9 +88,17 @@ struct Memory {
     /// Keys whose import Garage refused with 409: if the key is still not
     /// listed afterwards, its id was deleted, and can never be imported.
     refused_imports: HashSet<usize>,
-    /// Buckets whose create got no answer (no reply, or a 5xx): it may have
-    /// stored the bucket without its name.
-    unanswered_creates: Vec<usize>,
+    /// Resources whose change failed without a definite refusal: a later
+    /// observation that finds one in place most likely sees that change, and
+    /// a bucket still missing may have been stored without its name.
+    unanswered: Vec<Resource>,
+}
+
+impl Memory {
+    /// Buckets whose change got no answer and that may be stored nameless.
+    fn unanswered_buckets(&self) -> Vec<usize> {
+        self.unanswered.iter().filter_map(|r| if let Resource::Bucket(i) = r { Some(*i) } else { None }).collect()
+    }
 }
 
 /// `garage-init apply`: converge, then prove each read-write key can write.
@@ -114,14 +122,12 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         let mut observed: Option<Observed> = None;
         let mut memory = Memory::default();
         let mut touched: Vec<Resource> = Vec::new();
-        // Resources whose change failed: if found in place later, most likely made by that change.
-        let mut unanswered: Vec<Resource> = Vec::new();
         let mut proof_failing_since: Option<Instant> = None;
         let s3 = s3check::Prover::new(&cfg.s3_url, &cfg.region).map_err(|f| s3check::verify_error(&cfg.s3_url, f))?;
         loop {
             let mut obs = match observed.take() {
                 Some(obs) => obs,
-                None => match observe::observe(&members, desired, &memory.unanswered_creates).await {
+                None => match observe::observe(&members, desired, &memory.unanswered_buckets()).await {
                     Ok(obs) => {
                         progress.finished(&observing);
                         obs
@@ -188,7 +194,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 // Nothing to do: prove it.
                 match prove(&s3, desired).await {
                     Ok(proofs) => {
-                        plan::unchanged_lines(desired, &obs, &touched, &unanswered)
+                        plan::unchanged_lines(desired, &obs, &touched, &memory.unanswered)
                             .into_iter()
                             .chain(plan.drift)
                             .chain(plan.warnings)
@@ -225,7 +231,9 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 memory.definite.remove(&action.resource());
             }
             if !executed.done.is_empty() {
+                // Progress: the next wait starts from the fast phase again.
                 proof_failing_since = None;
+                waiter = Waiter::new(&observing);
             }
             if executed.failed.is_empty() {
                 observed = Some(obs);
@@ -233,7 +241,6 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             }
             let mut reasons = Vec::new();
             for (action, error) in executed.failed {
-                unanswered.push(action.resource());
                 let why = judge(&members[obs.coordinator], &action, error, &mut memory)?;
                 progress.failed(&step_name(&action.line(desired, true)), &why);
                 reasons.push(why);
@@ -266,14 +273,12 @@ fn judge(member: &Member, action: &Action, error: ActionError, memory: &mut Memo
         ActionError::Ambiguous(why) => return Ok(why),
         ActionError::Admin(e) => e,
     };
-    let why = format!("{} ({e})", member.url());
+    let why = e.to_string();
     if e.is_auth() {
         return Err(Error::from_admin(e, member.client.base_url()));
     }
-    if let Action::CreateBucket { bucket } = action
-        && (e.is_transient() || matches!(&e, AdminError::Api { status, .. } if *status >= 500))
-    {
-        memory.unanswered_creates.push(*bucket);
+    if e.is_transient() || matches!(&e, AdminError::Api { status, .. } if *status >= 500) {
+        memory.unanswered.push(action.resource());
     }
     if e.is_transient() || e.is_layout_version_race() {
         return Ok(why);
