@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::validate::{parse_duration, parse_size};
+use crate::validate::{Days, parse_days, parse_duration, parse_size};
 
 use crate::exit::{For, help};
 
@@ -183,6 +183,16 @@ pub struct ResourceArgs {
     /// File holding the secret access key; surrounding whitespace is trimmed.
     #[arg(long, env = "GARAGE_INIT_SECRET_ACCESS_KEY_FILE", value_name = "PATH", hide_env_values = true)]
     pub secret_access_key_file: Option<PathBuf>,
+
+    /// Lifecycle rule: delete objects this many days after their last write (0 or off: no such
+    /// rule). With neither lifecycle setting, the bucket's rules are left as they are.
+    #[arg(long, env = "GARAGE_INIT_EXPIRE_AFTER_DAYS", value_name = "DAYS", value_parser = parse_days, hide_env_values = true)]
+    pub expire_after_days: Option<Days>,
+
+    /// Lifecycle rule: abort multipart uploads not completed this many days after they started
+    /// (0 or off: no such rule).
+    #[arg(long, env = "GARAGE_INIT_ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS", value_name = "DAYS", value_parser = parse_days, hide_env_values = true)]
+    pub abort_incomplete_uploads_after_days: Option<Days>,
 
     /// S3 region, as `s3_api.s3_region` in garage.toml.
     #[arg(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use url::Url;
 
 use crate::cli::{AdminTokenArgs, ApplyArgs, LayoutArgs, ResourceArgs};
-use crate::desired::{Desired, KeyWant, RoleTemplate};
+use crate::desired::{Desired, KeyWant, LifecycleWant, RoleTemplate};
 use crate::secret::Secret;
 use crate::validate::{
     ConfigError, parse_http_url, read_secret_file, validate_access_key_id, validate_admin_token, validate_bucket_name,
@@ -44,17 +44,17 @@ impl ApplyConfig {
         let admin_url = parse_http_url(&args.admin_url, &setting("admin-url", "GARAGE_INIT_ADMIN_URL"))?;
         let s3_url = parse_http_url(&args.s3_url, &setting("s3-url", "GARAGE_INIT_S3_URL"))?;
         let admin_token = admin_token(&args.token)?;
-        let Resources { bucket, key, region } = resources(&args.resources)?;
+        let Resources { bucket, key, region, lifecycle } = resources(&args.resources)?;
         let role = role_template(&args.layout)?;
         let desired = match &args.spec {
             // A spec that declares only the cluster keeps the flags' bucket and key.
             Some(path) => match crate::spec::load(path, &role)? {
                 d if d.buckets.is_empty() && d.keys.is_empty() && d.grants.is_empty() => {
-                    Desired { cluster: d.cluster, ..Desired::single(role, bucket, key) }
+                    Desired { cluster: d.cluster, ..Desired::single(role, bucket, key, lifecycle) }
                 }
                 d => d,
             },
-            None => Desired::single(role, bucket, key),
+            None => Desired::single(role, bucket, key, lifecycle),
         };
         Ok(Self {
             admin_url,
@@ -74,6 +74,8 @@ pub struct Resources {
     pub bucket: String,
     pub key: KeyWant,
     pub region: String,
+    /// The bucket's lifecycle rules; `None` when neither lifecycle setting is given.
+    pub lifecycle: Option<LifecycleWant>,
 }
 
 /// Validates the bucket, key and region settings.
@@ -105,7 +107,14 @@ pub fn resources(args: &ResourceArgs) -> Result<Resources, ConfigError> {
             "must be a non-empty word without spaces or slashes, as s3_region in garage.toml",
         ));
     }
-    Ok(Resources { bucket: args.bucket.clone(), key: KeyWant { id, secret: secret.value, name }, region })
+    let lifecycle = match (args.expire_after_days, args.abort_incomplete_uploads_after_days) {
+        (None, None) => None,
+        (expire, abort) => Some(LifecycleWant {
+            expire_after_days: expire.and_then(|d| d.0),
+            abort_incomplete_uploads_after_days: abort.and_then(|d| d.0),
+        }),
+    };
+    Ok(Resources { bucket: args.bucket.clone(), key: KeyWant { id, secret: secret.value, name }, region, lifecycle })
 }
 
 /// Reads the admin token from its flag, variable or file.

@@ -75,6 +75,18 @@ pub struct BucketWant {
     pub aliases: Vec<String>,
     /// `None`: quotas are not managed.
     pub quotas: Option<Quotas>,
+    /// `None`: the bucket's lifecycle rules are not managed.
+    pub lifecycle: Option<LifecycleWant>,
+}
+
+/// The lifecycle rules garage-init keeps on a bucket, each `None` when off.
+/// Rules of other ids, set by someone else, are kept alongside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LifecycleWant {
+    /// Objects are deleted this many days after their last write.
+    pub expire_after_days: Option<u32>,
+    /// Multipart uploads never completed are aborted this many days after they started.
+    pub abort_incomplete_uploads_after_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,12 +98,12 @@ pub struct GrantWant {
 
 impl Desired {
     /// Today's single-node behaviour: one bucket, one key with read, write and owner on it.
-    pub fn single(template: RoleTemplate, bucket: String, key: KeyWant) -> Self {
+    pub fn single(template: RoleTemplate, bucket: String, key: KeyWant, lifecycle: Option<LifecycleWant>) -> Self {
         let grant = GrantWant { key_id: key.id.clone(), bucket: bucket.clone(), permissions: Permissions::ALL };
         Self {
             exhaustive: false,
             cluster: ClusterWant { nodes: NodesWant::Auto, template, zone_redundancy: None, remove: Vec::new() },
-            buckets: vec![BucketWant { name: bucket, aliases: Vec::new(), quotas: None }],
+            buckets: vec![BucketWant { name: bucket, aliases: Vec::new(), quotas: None, lifecycle }],
             keys: vec![key],
             grants: vec![grant],
         }
@@ -99,6 +111,13 @@ impl Desired {
 
     pub fn key(&self, id: &str) -> Option<&KeyWant> {
         self.keys.iter().find(|k| k.id == id)
+    }
+
+    /// The key that reads and writes bucket `bucket`'s lifecycle rules: the
+    /// first declared key granted owner on it (S3 allows only owners).
+    pub fn lifecycle_key(&self, bucket: usize) -> Option<&KeyWant> {
+        let name = &self.buckets[bucket].name;
+        self.grants.iter().find(|g| &g.bucket == name && g.permissions.owner).and_then(|g| self.key(&g.key_id))
     }
 
     /// The position of the bucket named `name` (its name, not an extra alias) in `buckets`.

@@ -25,6 +25,9 @@ pub enum Error {
     #[error("S3 check against {url} failed: {reason}")]
     Verify { url: String, reason: String, hint: String },
 
+    #[error("lifecycle rules of bucket {bucket}, through the S3 API at {url}: {reason}")]
+    Lifecycle { bucket: String, url: String, reason: String, hint: String },
+
     #[error("layout: Garage refused the layout: {message}")]
     Layout { message: String },
 
@@ -65,7 +68,7 @@ impl Error {
             Self::Auth { .. } => Code::Auth,
             Self::Deadline { .. } => Code::Unreachable,
             Self::Conflict { .. } => Code::Conflict,
-            Self::Verify { .. } => Code::Verify,
+            Self::Verify { .. } | Self::Lifecycle { .. } => Code::Verify,
             Self::Layout { .. } | Self::Admin(_) => Code::Failure,
             Self::Interrupted => Code::Interrupted,
         }
@@ -88,7 +91,9 @@ impl Error {
                  `docker compose logs garage`, or give more time with --deadline."
                     .into(),
             ),
-            Self::Conflict { hint, .. } | Self::Verify { hint, .. } => Some(hint.clone()),
+            Self::Conflict { hint, .. } | Self::Verify { hint, .. } | Self::Lifecycle { hint, .. } => {
+                Some(hint.clone())
+            }
             Self::Layout { .. } => Some(
                 "Start every node of the cluster, or check replication_factor in garage.toml; \
                  `docker compose exec garage /garage status` shows the nodes and the layout."

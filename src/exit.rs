@@ -85,7 +85,10 @@ pub const TABLE: [(Code, &str); 13] = [
     (Code::Unreachable, "Garage unreachable, or the deadline passed while waiting for it"),
     (Code::Auth, "Garage rejected the admin token"),
     (Code::Conflict, "conflict: Garage holds a key, alias or layout that garage-init will not overwrite"),
-    (Code::Verify, "S3 check failed: the key could not write, read back and delete an object"),
+    (
+        Code::Verify,
+        "S3 refused the key: it could not write, read back and delete an object, or set the bucket's lifecycle rules",
+    ),
     (
         Code::NotInitialized,
         "check: Garage answers but is not initialized (layout, bucket or key missing, or the key is refused)",

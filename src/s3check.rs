@@ -11,10 +11,11 @@ use std::time::Duration;
 
 use reqwest::header::HeaderMap;
 use rusty_s3::actions::{DeleteObject, GetObject, PutObject};
-use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use rusty_s3::{Bucket, Credentials, Method, S3Action, UrlStyle};
 use tokio::time::Instant;
 use url::Url;
 
+use crate::converge::lifecycle::{self, Rule};
 use crate::desired::KeyWant;
 use crate::error::{Error, display_url};
 use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
@@ -73,12 +74,22 @@ impl Failure {
         }
     }
 
+    /// A lifecycle request refused because its key is not (yet) an owner of
+    /// the bucket, or not yet known to S3.
+    pub fn not_owner_yet(&self) -> bool {
+        matches!(self, Self::Status { status: 403, code, .. } if code == LIFECYCLE_DENIED || code == "InvalidAccessKeyId")
+    }
+
     /// An answer that another node not yet aware of a new key or bucket gives.
     pub fn may_be_propagation(&self) -> bool {
         match self {
             Self::Transport(_) => true,
             Self::Status { status, code, .. } => {
-                *status >= 500 || matches!(code.as_str(), "InvalidAccessKeyId" | "NoSuchBucket" | "AccessDenied")
+                *status >= 500
+                    || matches!(
+                        code.as_str(),
+                        "InvalidAccessKeyId" | "NoSuchBucket" | "AccessDenied" | LIFECYCLE_DENIED
+                    )
             }
             Self::Mismatch { .. } | Self::Setup(_) | Self::TooLarge { .. } => false,
         }
@@ -99,6 +110,10 @@ fn hint_for(code: &str) -> String {
             "The S3 endpoint does not know the bucket: is --s3-url the same Garage cluster as --admin-url?"
         }
         "AccessDenied" => "The key lacks a permission on the bucket; `garage bucket info <bucket>` shows its grants.",
+        LIFECYCLE_DENIED => {
+            "Garage lets only a key with the owner permission read or write lifecycle rules: grant it with \
+             `garage bucket allow --owner --key <key> <bucket>`, or add `owner` to the key's grant in the spec."
+        }
         _ => "Run `garage-init` again with RUST_LOG=debug, and check `docker compose logs garage`.",
     }
     .to_string()
@@ -139,9 +154,13 @@ fn probe_body() -> Vec<u8> {
     (0..PROBE_BYTES).map(|_| rand::random::<u8>()).collect()
 }
 
-/// The proof `apply` makes: one round trip per call, with one HTTP client
-/// for the run. Retrying is the caller's: it decides between waiting,
-/// observing Garage again, and giving up.
+/// The code a lifecycle request refused for want of the owner permission is reported with.
+const LIFECYCLE_DENIED: &str = "AccessDenied (lifecycle)";
+
+/// The run's S3 client: the proof `apply` makes (one round trip per call),
+/// and the reads and writes of lifecycle rules, with one HTTP client for the
+/// run. Retrying is the caller's: it decides between waiting, observing
+/// Garage again, and giving up.
 pub struct Prover {
     http: reqwest::Client,
     s3_url: Url,
@@ -162,6 +181,92 @@ impl Prover {
     }
 }
 
+impl Prover {
+    pub fn url(&self) -> &Url {
+        &self.s3_url
+    }
+
+    fn bucket(&self, name: &str) -> Result<Bucket, Failure> {
+        Bucket::new(self.s3_url.clone(), UrlStyle::Path, name.to_string(), self.region.clone())
+            .map_err(|e| Failure::Setup(e.to_string()))
+    }
+
+    /// `?lifecycle` on the bucket, signed for `method`.
+    fn lifecycle_url(&self, bucket: &Bucket, key: &KeyWant, method: Method) -> Url {
+        rusty_s3::signing::sign(
+            &jiff::Timestamp::now(),
+            method,
+            bucket.base_url().clone(),
+            &key.id,
+            key.secret.expose(),
+            None,
+            &self.region,
+            SIGNATURE_TTL.as_secs(),
+            std::iter::once(("lifecycle", "")),
+            std::iter::empty(),
+        )
+    }
+
+    /// The bucket's lifecycle rules (GetBucketLifecycleConfiguration); none
+    /// when it has no configuration.
+    pub async fn lifecycle(&self, bucket_name: &str, key: &KeyWant) -> Result<Vec<Rule>, Failure> {
+        let bucket = self.bucket(bucket_name)?;
+        let url = self.lifecycle_url(&bucket, key, Method::Get);
+        let op = "GetBucketLifecycleConfiguration";
+        match send(op, self.http.get(url)).await {
+            Ok(body) => lifecycle::parse(&String::from_utf8_lossy(&body)).map_err(|why| Failure::Status {
+                op,
+                status: 200,
+                code: "MalformedXML".into(),
+                message: why,
+            }),
+            // Garage answers a bucket without rules with a bare 404 (AWS with NoSuchLifecycleConfiguration).
+            Err(Failure::Status { status: 404, code, .. }) if code != "NoSuchBucket" => Ok(Vec::new()),
+            Err(f) => Err(owner_needed(f)),
+        }
+    }
+
+    /// Writes `rules` as the bucket's whole lifecycle configuration
+    /// (PutBucketLifecycleConfiguration); no rules deletes it.
+    pub async fn set_lifecycle(&self, bucket_name: &str, key: &KeyWant, rules: &[Rule]) -> Result<(), Failure> {
+        let bucket = self.bucket(bucket_name)?;
+        let sent = if rules.is_empty() {
+            let url = self.lifecycle_url(&bucket, key, Method::Delete);
+            send("DeleteBucketLifecycle", self.http.delete(url)).await
+        } else {
+            let url = self.lifecycle_url(&bucket, key, Method::Put);
+            let request = self.http.put(url).header("content-type", "application/xml").body(lifecycle::render(rules));
+            send("PutBucketLifecycleConfiguration", request).await
+        };
+        sent.map(drop).map_err(owner_needed)
+    }
+}
+
+/// A lifecycle request refused with AccessDenied: the key is no owner.
+fn owner_needed(f: Failure) -> Failure {
+    match f {
+        Failure::Status { op, status: 403, code, message } if code == "AccessDenied" => {
+            let message = format!(
+                "the key is not an owner of the bucket{}",
+                if message.is_empty() { String::new() } else { format!(" ({message})") }
+            );
+            Failure::Status { op, status: 403, code: LIFECYCLE_DENIED.into(), message }
+        }
+        f => f,
+    }
+}
+
+/// The error a failed lifecycle read or write ends a run with.
+pub fn lifecycle_error(s3_url: &Url, bucket: &str, failure: Failure) -> Error {
+    let code = failure.s3_code().unwrap_or_default().to_string();
+    Error::Lifecycle {
+        bucket: bucket.to_string(),
+        url: display_url(s3_url),
+        reason: failure.to_string(),
+        hint: hint_for(&code),
+    }
+}
+
 /// The error a failed proof ends a run with.
 pub fn verify_error(s3_url: &Url, failure: Failure) -> Error {
     let code = failure.s3_code().unwrap_or_default().to_string();
@@ -178,38 +283,39 @@ struct Probe<'a> {
 impl Probe<'_> {
     async fn round_trip(&self, body: &[u8]) -> Result<(), Failure> {
         let put = PutObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
-        self.send("PUT", self.http.put(put).body(body.to_vec())).await?;
+        send("PUT", self.http.put(put).body(body.to_vec())).await?;
 
         let get = GetObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
-        let got = self.send("GET", self.http.get(get)).await?;
+        let got = send("GET", self.http.get(get)).await?;
         let matches = got.as_slice() == body;
 
         // Clean up even when the bytes differ.
         let delete = DeleteObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
-        self.send("DELETE", self.http.delete(delete)).await?;
+        send("DELETE", self.http.delete(delete)).await?;
 
         if matches { Ok(()) } else { Err(Failure::Mismatch { got: got.len() }) }
     }
+}
 
-    async fn send(&self, op: &'static str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
-        let response = request.send().await.map_err(|e| Failure::Transport(NoAnswer::from_reqwest(&e).reason))?;
-        let status = response.status();
-        let bytes = read_capped(response, MAX_ANSWER_BYTES).await.map_err(|e| match e {
-            ReadError::NoAnswer(n) => Failure::Transport(n.reason),
-            ReadError::TooLarge { limit } => Failure::TooLarge { op, limit },
-        })?;
-        tracing::debug!(op, status = status.as_u16(), "S3 request");
-        if status.is_success() {
-            return Ok(bytes.to_vec());
-        }
-        let text = String::from_utf8_lossy(&bytes);
-        Err(Failure::Status {
-            op,
-            status: status.as_u16(),
-            code: xml_field(&text, "Code").unwrap_or_else(|| status.canonical_reason().unwrap_or("error").into()),
-            message: xml_field(&text, "Message").unwrap_or_default(),
-        })
+/// Sends one S3 request; its answer's body, or the S3 error it carries.
+async fn send(op: &'static str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
+    let response = request.send().await.map_err(|e| Failure::Transport(NoAnswer::from_reqwest(&e).reason))?;
+    let status = response.status();
+    let bytes = read_capped(response, MAX_ANSWER_BYTES).await.map_err(|e| match e {
+        ReadError::NoAnswer(n) => Failure::Transport(n.reason),
+        ReadError::TooLarge { limit } => Failure::TooLarge { op, limit },
+    })?;
+    tracing::debug!(op, status = status.as_u16(), "S3 request");
+    if status.is_success() {
+        return Ok(bytes.to_vec());
     }
+    let text = String::from_utf8_lossy(&bytes);
+    Err(Failure::Status {
+        op,
+        status: status.as_u16(),
+        code: xml_field(&text, "Code").unwrap_or_else(|| status.canonical_reason().unwrap_or("error").into()),
+        message: xml_field(&text, "Message").unwrap_or_default(),
+    })
 }
 
 /// The text of the first `<name>…</name>` element of an S3 error body.

@@ -11,11 +11,13 @@ use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
 use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
-use crate::desired::{BucketWant, ClusterWant, Desired, GrantWant, KeyWant, NodeWant, NodesWant, RoleTemplate};
+use crate::desired::{
+    BucketWant, ClusterWant, Desired, GrantWant, KeyWant, LifecycleWant, NodeWant, NodesWant, RoleTemplate,
+};
 use crate::secret::Secret;
 use crate::validate::{
-    ConfigError, SmallFileError, parse_http_url, parse_size, read_secret_file, read_small_file, validate_access_key_id,
-    validate_bucket_name, validate_label, validate_secret_key,
+    ConfigError, SmallFileError, parse_days, parse_http_url, parse_size, read_secret_file, read_small_file,
+    validate_access_key_id, validate_bucket_name, validate_label, validate_secret_key,
 };
 
 /// Spec files larger than this are refused before parsing.
@@ -96,6 +98,25 @@ struct BucketSpec {
     aliases: Vec<Spanned<String>>,
     #[serde(default)]
     quotas: Option<QuotaSpec>,
+    #[serde(default)]
+    lifecycle: Option<Spanned<LifecycleSpec>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LifecycleSpec {
+    #[serde(default)]
+    expire_after_days: Option<Spanned<DaysSpec>>,
+    #[serde(default)]
+    abort_incomplete_uploads_after_days: Option<Spanned<DaysSpec>>,
+}
+
+/// `30`, or `off` / `0`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DaysSpec {
+    Number(u64),
+    Word(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,10 +207,28 @@ impl Validator<'_> {
 
     fn desired(&self, spec: SpecFile, base: &Path, template: &RoleTemplate) -> Result<Desired, ConfigError> {
         let cluster = self.cluster(spec.cluster, template)?;
-        let buckets = self.buckets(spec.buckets)?;
+        let buckets = self.buckets(&spec.buckets)?;
         let (keys, names) = self.keys(spec.keys, base)?;
+        let lifecycles: Vec<_> = spec.buckets.iter().map(|b| b.lifecycle.as_ref().map(|l| l.referenced)).collect();
         let grants = self.grants(spec.grants, &keys, &names, &buckets)?;
-        Ok(Desired { exhaustive: true, cluster, buckets, keys, grants })
+        let desired = Desired { exhaustive: true, cluster, buckets, keys, grants };
+        // S3 lets only a key with the owner permission read or write a bucket's lifecycle.
+        for (i, at) in lifecycles.into_iter().enumerate() {
+            if let Some(at) = at
+                && desired.lifecycle_key(i).is_none()
+            {
+                let name = &desired.buckets[i].name;
+                return Err(spec_error(
+                    self.file,
+                    Some(at),
+                    format!(
+                        "bucket `{name}` declares a lifecycle, but no declared key has the owner permission on it, \
+                         and Garage lets only an owner read or write lifecycle rules: add `owner` to a grant on `{name}`"
+                    ),
+                ));
+            }
+        }
+        Ok(desired)
     }
 
     fn cluster(&self, spec: Option<ClusterSpec>, flags: &RoleTemplate) -> Result<ClusterWant, ConfigError> {
@@ -313,7 +352,17 @@ impl Validator<'_> {
         Ok(bytes)
     }
 
-    fn buckets(&self, specs: Vec<BucketSpec>) -> Result<Vec<BucketWant>, ConfigError> {
+    /// A lifecycle rule's days; absent, `0` and `off` turn the rule off.
+    fn days(&self, d: &Option<Spanned<DaysSpec>>) -> Result<Option<u32>, ConfigError> {
+        let Some(d) = d else { return Ok(None) };
+        let text = match &d.value {
+            DaysSpec::Number(n) => n.to_string(),
+            DaysSpec::Word(w) => w.clone(),
+        };
+        parse_days(&text).map(|days| days.0).map_err(|p| self.err(d, p))
+    }
+
+    fn buckets(&self, specs: &[BucketSpec]) -> Result<Vec<BucketWant>, ConfigError> {
         let mut names = BTreeSet::new();
         let mut buckets = Vec::new();
         for b in specs {
@@ -333,10 +382,18 @@ impl Validator<'_> {
                     max_objects: q.max_objects,
                 }),
             };
+            let lifecycle = match &b.lifecycle {
+                None => None,
+                Some(l) => Some(LifecycleWant {
+                    expire_after_days: self.days(&l.value.expire_after_days)?,
+                    abort_incomplete_uploads_after_days: self.days(&l.value.abort_incomplete_uploads_after_days)?,
+                }),
+            };
             buckets.push(BucketWant {
-                name: b.name.value,
-                aliases: b.aliases.into_iter().map(|a| a.value).collect(),
+                name: b.name.value.clone(),
+                aliases: b.aliases.iter().map(|a| a.value.clone()).collect(),
                 quotas,
+                lifecycle,
             });
         }
         Ok(buckets)

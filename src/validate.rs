@@ -277,9 +277,45 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
+/// The longest lifecycle rule accepted, in days: a hundred years.
+pub const MAX_LIFECYCLE_DAYS: u32 = 36_500;
+
+/// A lifecycle rule's age in days; `None`: the rule is off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Days(pub Option<u32>);
+
+/// Parses `30`, `30d`, or `0` / `off` (the rule is off); at most [`MAX_LIFECYCLE_DAYS`].
+pub fn parse_days(text: &str) -> Result<Days, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(Days(None));
+    }
+    let digits = t.strip_suffix('d').unwrap_or(t);
+    let n: u64 = digits.parse().map_err(|_| format!("`{t}` is not a number of days: use e.g. 30, or 0 / off"))?;
+    match n {
+        0 => Ok(Days(None)),
+        n if n > u64::from(MAX_LIFECYCLE_DAYS) => {
+            Err(format!("`{t}` is more than {MAX_LIFECYCLE_DAYS} days, the longest rule garage-init accepts"))
+        }
+        n => Ok(Days(Some(n as u32))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lifecycle_days() {
+        assert_eq!(parse_days("30").unwrap(), Days(Some(30)));
+        assert_eq!(parse_days(" 7d ").unwrap(), Days(Some(7)));
+        assert_eq!(parse_days("0").unwrap(), Days(None));
+        assert_eq!(parse_days("OFF").unwrap(), Days(None));
+        assert_eq!(parse_days("36500").unwrap(), Days(Some(MAX_LIFECYCLE_DAYS)));
+        assert!(parse_days("36501").unwrap_err().contains("36500"));
+        assert!(parse_days("-1").is_err() && parse_days("1.5").is_err() && parse_days("").is_err());
+        assert!(parse_days("99999999999999999999999").is_err());
+    }
 
     #[test]
     fn key_ids() {

@@ -128,7 +128,12 @@ mod tests {
     }
 
     fn want(aliases: &[&str], quotas: Option<Quotas>) -> BucketWant {
-        BucketWant { name: "cache".into(), aliases: aliases.iter().map(|a| a.to_string()).collect(), quotas }
+        BucketWant {
+            name: "cache".into(),
+            aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            quotas,
+            lifecycle: None,
+        }
     }
 
     #[test]

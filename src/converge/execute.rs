@@ -11,9 +11,11 @@ use crate::admin::AdminError;
 use crate::admin::types::{BucketInfo, ClusterLayout, ClusterStatus, KeyInfo, UpdateLayoutRequest};
 use crate::desired::Desired;
 use crate::report::short_id;
+use crate::s3check::{self, Prover};
 use crate::wait::{Progress, Waiter};
 
-use super::observe::{Member, Observed, Readiness};
+use super::lifecycle::Rule;
+use super::observe::{LifecycleSeen, Member, Observed, Readiness};
 use super::plan::{Action, LayoutChange, Peer};
 
 /// Why an action did not complete.
@@ -21,6 +23,8 @@ use super::plan::{Action, LayoutChange, Peer};
 pub enum ActionError {
     /// Garage's error answer, or no answer.
     Admin(AdminError),
+    /// The S3 API's error answer, or no answer (lifecycle rules).
+    S3(s3check::Failure),
     /// Garage answered, but not with the effect asked for (another writer got
     /// there first, a peer did not connect): the next observation decides.
     Ambiguous(String),
@@ -30,6 +34,7 @@ impl std::fmt::Display for ActionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Admin(e) => e.fmt(f),
+            Self::S3(failure) => failure.fmt(f),
             Self::Ambiguous(why) => f.write_str(why),
         }
     }
@@ -55,18 +60,21 @@ enum Effect {
     Layout(ClusterLayout),
     Key(usize, KeyInfo),
     Bucket(usize, BucketInfo),
+    /// A bucket's lifecycle rules, as written or read.
+    Lifecycle(usize, Vec<Rule>),
 }
 
 /// Runs `actions` (one phase) at once and folds Garage's answers into `observed`.
 pub async fn execute(
     members: &[Member],
+    s3: &Prover,
     desired: &Desired,
     actions: Vec<Action>,
     observed: &mut Observed,
     progress: &Progress,
 ) -> Executed {
     let coordinator = &members[observed.coordinator];
-    let results = join_all(actions.iter().map(|a| run(coordinator, desired, a, observed, progress))).await;
+    let results = join_all(actions.iter().map(|a| run(coordinator, s3, desired, a, observed, progress))).await;
     let mut executed = Executed::default();
     for (action, result) in actions.into_iter().zip(results) {
         match result {
@@ -82,6 +90,7 @@ pub async fn execute(
 
 async fn run(
     member: &Member,
+    s3: &Prover,
     desired: &Desired,
     action: &Action,
     observed: &Observed,
@@ -118,6 +127,16 @@ async fn run(
             let g = &desired.grants[*grant];
             let b = desired.bucket_index(&g.bucket).expect("grants name declared buckets");
             Effect::Bucket(b, client.allow_bucket_key(&bucket_id(b)?, &g.key_id, *add).await?)
+        }
+        Action::SetLifecycle { bucket, rules, .. } => {
+            let key = desired.lifecycle_key(*bucket).expect("a declared lifecycle has an owner key");
+            s3.set_lifecycle(&desired.buckets[*bucket].name, key, rules).await.map_err(ActionError::S3)?;
+            Effect::Lifecycle(*bucket, rules.clone())
+        }
+        Action::ReadLifecycle { bucket } => {
+            let key = desired.lifecycle_key(*bucket).expect("a declared lifecycle has an owner key");
+            let rules = s3.lifecycle(&desired.buckets[*bucket].name, key).await.map_err(ActionError::S3)?;
+            Effect::Lifecycle(*bucket, rules)
         }
     })
 }
@@ -191,6 +210,7 @@ async fn connect(member: &Member, peers: &[Peer], progress: &Progress) -> Result
 fn fold(observed: &mut Observed, desired: &Desired, action: &Action, effect: Effect) {
     match effect {
         Effect::Status(status) => observed.status = status,
+        Effect::Lifecycle(i, rules) => observed.lifecycles[i] = LifecycleSeen::Read(rules),
         Effect::Layout(layout) => {
             observed.status.layout_version = layout.version;
             for node in &mut observed.status.nodes {

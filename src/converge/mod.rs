@@ -20,6 +20,7 @@ pub mod bucket;
 pub mod execute;
 pub mod key;
 pub mod layout;
+pub mod lifecycle;
 pub mod observe;
 pub mod plan;
 
@@ -123,11 +124,11 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         let mut memory = Memory::default();
         let mut touched: Vec<Resource> = Vec::new();
         let mut proof_failing_since: Option<Instant> = None;
-        let s3 = s3check::Prover::new(&cfg.s3_url, &cfg.region).map_err(|f| s3check::verify_error(&cfg.s3_url, f))?;
+        let s3 = prover(cfg)?;
         loop {
             let mut obs = match observed.take() {
                 Some(obs) => obs,
-                None => match observe::observe(&members, desired, &memory.unanswered_buckets()).await {
+                None => match observe::observe(&members, &s3, desired, &memory.unanswered_buckets()).await {
                     Ok(obs) => {
                         progress.finished(&observing);
                         obs
@@ -224,8 +225,9 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 }
             };
 
-            let executed = execute::execute(&members, desired, wave.actions, &mut obs, &progress).await;
-            for action in &executed.done {
+            let executed = execute::execute(&members, &s3, desired, wave.actions, &mut obs, &progress).await;
+            // A read is no change: it is neither reported nor counted.
+            for action in executed.done.iter().filter(|a| !matches!(a, Action::ReadLifecycle { .. })) {
                 reporter.record(action.line(desired, false));
                 touched.push(action.resource());
                 memory.definite.remove(&action.resource());
@@ -241,7 +243,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             }
             let mut reasons = Vec::new();
             for (action, error) in executed.failed {
-                let why = judge(&members[obs.coordinator], &action, error, &mut memory)?;
+                let why = judge(&members[obs.coordinator], &cfg.s3_url, desired, &action, error, &mut memory)?;
                 progress.failed(&step_name(&action.line(desired, true)), &why);
                 reasons.push(why);
             }
@@ -268,9 +270,17 @@ fn step_name(line: &Line) -> String {
 }
 
 /// Decides what a failed action means: a reason to observe again, or the end of the run.
-fn judge(member: &Member, action: &Action, error: ActionError, memory: &mut Memory) -> Result<String, Error> {
+fn judge(
+    member: &Member,
+    s3_url: &url::Url,
+    desired: &crate::desired::Desired,
+    action: &Action,
+    error: ActionError,
+    memory: &mut Memory,
+) -> Result<String, Error> {
     let e = match error {
         ActionError::Ambiguous(why) => return Ok(why),
+        ActionError::S3(failure) => return judge_s3(s3_url, desired, action, failure, memory),
         ActionError::Admin(e) => e,
     };
     let why = e.to_string();
@@ -301,6 +311,40 @@ fn judge(member: &Member, action: &Action, error: ActionError, memory: &mut Memo
     })
 }
 
+/// Like [`judge`], for an action sent through S3 (a bucket's lifecycle).
+fn judge_s3(
+    s3_url: &url::Url,
+    desired: &crate::desired::Desired,
+    action: &Action,
+    failure: s3check::Failure,
+    memory: &mut Memory,
+) -> Result<String, Error> {
+    let why = format!("S3 API at {}: {failure}", display_url(s3_url));
+    let unanswered = match &failure {
+        s3check::Failure::Transport(_) => true,
+        s3check::Failure::Status { status, .. } => *status >= 500,
+        _ => false,
+    };
+    if unanswered {
+        if matches!(action, Action::SetLifecycle { .. }) {
+            memory.unanswered.push(action.resource());
+        }
+        return Ok(why);
+    }
+    let strikes = memory.definite.entry(action.resource()).or_default();
+    *strikes += 1;
+    if *strikes < DEFINITE_FAILURES && failure.may_be_propagation() {
+        return Ok(why);
+    }
+    let Resource::Lifecycle(bucket) = action.resource() else { unreachable!("only lifecycle actions use S3") };
+    Err(s3check::lifecycle_error(s3_url, &desired.buckets[bucket].name, failure))
+}
+
+/// The run's S3 client.
+fn prover(cfg: &ApplyConfig) -> Result<s3check::Prover, Error> {
+    s3check::Prover::new(&cfg.s3_url, &cfg.region).map_err(|f| s3check::verify_error(&cfg.s3_url, f))
+}
+
 /// The S3 round trip for every grant with read and write: one report line each.
 async fn prove(s3: &s3check::Prover, desired: &crate::desired::Desired) -> Result<Vec<Line>, s3check::Failure> {
     let mut lines = Vec::new();
@@ -327,11 +371,12 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
     let progress = Progress::default();
     let members = members(cfg)?;
     let desired = &cfg.desired;
+    let s3 = prover(cfg)?;
     let work = async {
         let observing = format!("Garage's admin API at {}", display_url(members[0].client.base_url()));
         let mut waiter = Waiter::new(&observing);
         loop {
-            let (why, slow) = match observe::observe(&members, desired, &[]).await {
+            let (why, slow) = match observe::observe(&members, &s3, desired, &[]).await {
                 Ok(obs) => {
                     let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
                     if plan.waiting.is_empty() {

@@ -19,9 +19,11 @@ use crate::admin::types::{BucketInfo, ClusterLayout, ClusterStatus, KeyInfo};
 use crate::admin::{AdminClient, AdminError};
 use crate::desired::{Desired, NodeWant, NodesWant};
 use crate::error::{Error, display_url};
+use crate::s3check::{self, Prover};
 
 use super::bucket::AliasElsewhere;
 use super::layout::{KnownNode, layout_from_status, needs_layout};
+use super::lifecycle::Rule;
 
 /// The admin API of one node garage-init talks to.
 pub struct Member {
@@ -93,6 +95,16 @@ pub struct BucketSeen {
     pub orphan: Option<String>,
 }
 
+/// A bucket's lifecycle rules, for a bucket that declares a lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LifecycleSeen {
+    /// Not declared; or not readable yet: the key that reads them is not
+    /// yet an owner of the bucket, or not yet imported.
+    Unread,
+    /// What Garage holds; none for a bucket that does not exist yet.
+    Read(Vec<Rule>),
+}
+
 /// Whether the cluster can serve key and bucket requests, as `/health` (and,
 /// on other listed nodes, their layout version) says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +135,8 @@ pub struct Observed {
     pub namesakes: Vec<Vec<String>>,
     /// Per wanted bucket, in spec order.
     pub buckets: Vec<BucketSeen>,
+    /// Per wanted bucket: its lifecycle rules, read through S3.
+    pub lifecycles: Vec<LifecycleSeen>,
     pub readiness: Readiness,
     /// When the reads were made.
     pub at: Instant,
@@ -145,7 +159,12 @@ impl Observed {
 /// Reads everything the plan needs, from scratch. `unanswered_creates`: the
 /// wanted buckets whose create got no answer in this run (their nameless
 /// leftovers are looked for).
-pub async fn observe(members: &[Member], desired: &Desired, unanswered_creates: &[usize]) -> Result<Observed, Failure> {
+pub async fn observe(
+    members: &[Member],
+    s3: &Prover,
+    desired: &Desired,
+    unanswered_creates: &[usize],
+) -> Result<Observed, Failure> {
     let (nodes, coordinator) = match &desired.cluster.nodes {
         NodesWant::Listed(_) => {
             let nodes = identify(members).await?;
@@ -192,6 +211,7 @@ pub async fn observe(members: &[Member], desired: &Desired, unanswered_creates: 
         namesakes: vec![Vec::new(); desired.keys.len()],
         keys,
         buckets: Vec::new(),
+        lifecycles: vec![LifecycleSeen::Unread; desired.buckets.len()],
         readiness: Readiness::Unknown,
         at: Instant::now(),
     };
@@ -224,7 +244,41 @@ pub async fn observe(members: &[Member], desired: &Desired, unanswered_creates: 
         observed.layout = layout;
     }
     observed.buckets = buckets?;
+    let missing: Vec<usize> = (0..desired.buckets.len()).filter(|&i| observed.buckets[i].found.is_none()).collect();
+    // A bucket still to be made has no rules; the rest are read through S3.
+    for &i in missing.iter().filter(|&&i| desired.buckets[i].lifecycle.is_some()) {
+        observed.lifecycles[i] = LifecycleSeen::Read(Vec::new());
+    }
+    let existing: Vec<usize> = (0..desired.buckets.len()).filter(|i| !missing.contains(i)).collect();
+    read_lifecycles(s3, desired, &mut observed, &existing).await?;
     Ok(observed)
+}
+
+/// Reads the lifecycle rules of `buckets` (those that declare a lifecycle),
+/// each with the key that owns it. A key not yet an owner, or not yet
+/// known to S3, leaves the rules unread; the plan reads them again later.
+pub async fn read_lifecycles(
+    s3: &Prover,
+    desired: &Desired,
+    observed: &mut Observed,
+    buckets: &[usize],
+) -> Result<(), Failure> {
+    let wanted: Vec<usize> = buckets.iter().copied().filter(|&i| desired.buckets[i].lifecycle.is_some()).collect();
+    let reads = wanted.iter().map(|&i| {
+        let key = desired.lifecycle_key(i).expect("a declared lifecycle has an owner key");
+        s3.lifecycle(&desired.buckets[i].name, key)
+    });
+    for (i, read) in wanted.iter().zip(join_all(reads).await) {
+        observed.lifecycles[*i] = match read {
+            Ok(rules) => LifecycleSeen::Read(rules),
+            Err(f) if f.not_owner_yet() => LifecycleSeen::Unread,
+            Err(f) if f.may_be_propagation() => {
+                return Err(Failure::Retry(format!("S3 API at {}: {f}", display_url(s3.url()))));
+            }
+            Err(f) => return Err(Failure::Fatal(s3check::lifecycle_error(s3.url(), &desired.buckets[*i].name, f))),
+        };
+    }
+    Ok(())
 }
 
 /// Each listed node's id, from its own admin API; silent nodes are noted, not waited for.

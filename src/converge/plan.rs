@@ -12,7 +12,8 @@ use crate::report::{Line, Outcome, short_id};
 use super::bucket::{describe_quotas, extra_grant_drift, plan_bucket, plan_grant, undeclared_grants};
 use super::key::{KeyPlan, plan_key};
 use super::layout::{KnownNode, describe_change, describe_redundancy, plan_layout, role_matches};
-use super::observe::Observed;
+use super::lifecycle::{Rule, describe_current, describe_want, plan_lifecycle};
+use super::observe::{LifecycleSeen, Observed};
 
 /// Something Garage holds that contradicts the wanted state and that
 /// garage-init will not overwrite.
@@ -85,6 +86,22 @@ pub enum Action {
         add: Permissions,
         had: Permissions,
     },
+    /// Write the bucket's whole lifecycle configuration: others' rules as
+    /// read, then ours (none: delete it).
+    SetLifecycle {
+        bucket: usize,
+        rules: Vec<Rule>,
+        /// garage-init had no rule there.
+        creates: bool,
+        /// Others' rules kept.
+        kept: usize,
+    },
+    /// The bucket declares a lifecycle whose current rules its key cannot
+    /// read yet (the grant that makes it an owner comes first): they are
+    /// read, and the write decided, once it can.
+    ReadLifecycle {
+        bucket: usize,
+    },
 }
 
 /// Actions run in phases; an action may need what an earlier phase makes
@@ -99,6 +116,8 @@ pub enum Phase {
     Tables,
     /// Aliases, quotas and grants on existing buckets (needs a ready cluster).
     Details,
+    /// Lifecycle rules, through S3 with a key that owns the bucket (needs its grant).
+    Lifecycle,
 }
 
 impl Phase {
@@ -116,6 +135,7 @@ pub enum Resource {
     Key(usize),
     Bucket(usize),
     Grant(usize),
+    Lifecycle(usize),
 }
 
 impl Action {
@@ -127,6 +147,7 @@ impl Action {
                 Phase::Tables
             }
             Self::AddAlias { .. } | Self::SetQuotas { .. } | Self::Grant { .. } => Phase::Details,
+            Self::SetLifecycle { .. } | Self::ReadLifecycle { .. } => Phase::Lifecycle,
         }
     }
 
@@ -140,6 +161,7 @@ impl Action {
             | Self::AddAlias { bucket, .. }
             | Self::SetQuotas { bucket, .. } => Resource::Bucket(*bucket),
             Self::Grant { grant, .. } => Resource::Grant(*grant),
+            Self::SetLifecycle { bucket, .. } | Self::ReadLifecycle { bucket } => Resource::Lifecycle(*bucket),
         }
     }
 
@@ -150,6 +172,8 @@ impl Action {
             Self::Layout(change) => change.version == 1,
             Self::ImportKey { .. } | Self::CreateBucket { .. } | Self::AdoptBucket { .. } => true,
             Self::Grant { had, .. } => had.is_empty(),
+            Self::SetLifecycle { creates, .. } => *creates,
+            Self::ReadLifecycle { .. } => false,
         }
     }
 
@@ -199,6 +223,26 @@ impl Action {
                     detail.push_str(&format!(" (had {})", had.describe()));
                 }
                 ("grant", detail)
+            }
+            Self::SetLifecycle { bucket, kept, .. } => {
+                let b = &desired.buckets[*bucket];
+                let want = b.lifecycle.expect("only declared lifecycles are planned");
+                let mut detail = format!("{}: {}", b.name, describe_want(&want));
+                if *kept > 0 {
+                    let s = if *kept == 1 { "" } else { "s" };
+                    detail.push_str(&format!(" ({kept} other rule{s} kept)"));
+                }
+                ("lifecycle", detail)
+            }
+            Self::ReadLifecycle { bucket } => {
+                let b = &desired.buckets[*bucket];
+                let want = b.lifecycle.expect("only declared lifecycles are planned");
+                let detail = format!(
+                    "{}: {} (the current rules are read once the key owns the bucket)",
+                    b.name,
+                    describe_want(&want)
+                );
+                ("lifecycle", detail)
             }
         };
         Line::new(resource, outcome, detail)
@@ -394,6 +438,23 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
             }
         }
     }
+
+    // ---- lifecycle rules
+    for (i, (want, seen)) in desired.buckets.iter().zip(&observed.lifecycles).enumerate() {
+        let Some(lifecycle) = &want.lifecycle else { continue };
+        match seen {
+            LifecycleSeen::Unread => plan.actions.push(Action::ReadLifecycle { bucket: i }),
+            LifecycleSeen::Read(current) => {
+                let lp = plan_lifecycle(current, lifecycle);
+                plan.drift.extend(
+                    lp.drift.into_iter().map(|d| Line::new("lifecycle", Outcome::Drift, format!("{}: {d}", want.name))),
+                );
+                if let Some(rules) = lp.write {
+                    plan.actions.push(Action::SetLifecycle { bucket: i, rules, creates: lp.creates, kept: lp.kept });
+                }
+            }
+        }
+    }
     plan
 }
 
@@ -435,6 +496,11 @@ pub fn unchanged_lines(
         let has = observed.buckets[b].found.as_ref().map(|f| f.permissions_of(&g.key_id)).unwrap_or_default();
         push(Resource::Grant(i), "grant", format!("{} for {} on {}", has.describe(), g.key_id, g.bucket));
     }
+    for (i, (b, seen)) in desired.buckets.iter().zip(&observed.lifecycles).enumerate() {
+        if let (Some(want), LifecycleSeen::Read(current)) = (&b.lifecycle, seen) {
+            push(Resource::Lifecycle(i), "lifecycle", format!("{}: {}", b.name, describe_current(current, want)));
+        }
+    }
     lines
 }
 
@@ -457,7 +523,7 @@ mod tests {
     fn desired() -> Desired {
         let template = RoleTemplate { zone: "dc1".into(), capacity: Some(2048), tags: vec![] };
         let key = KeyWant { id: KEY.into(), secret: Secret::new("s".repeat(64)), name: "buildkit-key".into() };
-        Desired::single(template, "buildkit-cache".into(), key)
+        Desired::single(template, "buildkit-cache".into(), key, None)
     }
 
     fn role() -> Role {
@@ -512,6 +578,7 @@ mod tests {
             keys: vec![None],
             namesakes: vec![vec![]],
             buckets: vec![BucketSeen::default()],
+            lifecycles: vec![LifecycleSeen::Unread],
             readiness: Readiness::Unknown,
             at: Instant::now(),
         }

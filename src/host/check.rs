@@ -416,6 +416,8 @@ mod tests {
                 access_key_id: None,
                 secret_access_key: None,
                 secret_access_key_file: None,
+                expire_after_days: None,
+                abort_incomplete_uploads_after_days: None,
                 s3_region: "garage".into(),
             },
         })

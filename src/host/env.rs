@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use crate::cli::{EnvArgs, EnvFormat};
+use crate::desired::LifecycleWant;
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::HostEndpoints;
@@ -23,12 +24,14 @@ pub struct Connection {
     /// Printed on purpose: `env` exists to hand it over.
     pub secret_access_key: String,
     pub cache_name: String,
+    /// The bucket's lifecycle as declared; `None`: not managed.
+    pub lifecycle: Option<LifecycleWant>,
 }
 
 impl Connection {
     pub fn from_args(args: &EnvArgs) -> Result<Self, ConfigError> {
         let endpoints = HostEndpoints::from_args(&args.endpoints)?;
-        let crate::config::Resources { bucket, key, region } = crate::config::resources(&args.resources)?;
+        let crate::config::Resources { bucket, key, region, lifecycle } = crate::config::resources(&args.resources)?;
         let cache_name = args.cache_name.trim().to_string();
         if cache_name.is_empty() || cache_name.chars().any(|c| c.is_whitespace() || c == ',' || c == '"') {
             return Err(ConfigError::new(
@@ -44,7 +47,21 @@ impl Connection {
             access_key_id: key.id,
             secret_access_key: key.secret.expose().to_string(),
             cache_name,
+            lifecycle,
         })
+    }
+
+    /// BuildKit's `touch_refresh`: how often an export re-writes the blobs
+    /// it uses onto themselves, so that only unused blobs age out under an
+    /// expiry rule. Shorter than the expiry: a day, or half the expiry when
+    /// objects expire after a single day. `None` when expiry is declared off.
+    pub fn touch_refresh(&self) -> Option<&'static str> {
+        match self.lifecycle.map(|l| l.expire_after_days) {
+            Some(None) => None,
+            Some(Some(1)) => Some("12h"),
+            // Undeclared here: the stack may still expire objects (its default is 30 days).
+            _ => Some("24h"),
+        }
     }
 
     /// The variables of the `shell` and `dotenv` formats, in order.
@@ -75,6 +92,7 @@ impl Connection {
         ];
         if export {
             attrs.push("mode=max".to_string());
+            attrs.extend(self.touch_refresh().map(|t| format!("touch_refresh={t}")));
         }
         attrs.iter().map(|a| csv_field(a)).collect::<Vec<_>>().join(",")
     }
@@ -100,7 +118,12 @@ impl Connection {
                         "cache_name": self.cache_name,
                         "export_cache": self.buildkit_cache(true),
                         "import_cache": self.buildkit_cache(false),
+                        "touch_refresh": self.touch_refresh(),
                     },
+                    "lifecycle": self.lifecycle.map(|l| json!({
+                        "expire_after_days": l.expire_after_days,
+                        "abort_incomplete_uploads_after_days": l.abort_incomplete_uploads_after_days,
+                    })),
                 });
                 serde_json::to_string_pretty(&value).expect("JSON values always serialize") + "\n"
             }
@@ -156,6 +179,8 @@ mod tests {
                 access_key_id: None,
                 secret_access_key: None,
                 secret_access_key_file: None,
+                expire_after_days: None,
+                abort_incomplete_uploads_after_days: None,
                 s3_region: "garage".into(),
             },
             format: EnvFormat::Shell,
@@ -174,11 +199,29 @@ mod tests {
     }
 
     #[test]
-    fn buildkit_options_differ_only_by_mode_max() {
+    fn buildkit_options_differ_only_by_mode_max_and_touch_refresh() {
         let c = Connection::from_args(&args()).unwrap();
         let export = c.buildkit_cache(true);
-        assert_eq!(export, format!("{},mode=max", c.buildkit_cache(false)));
+        assert_eq!(export, format!("{},mode=max,touch_refresh=24h", c.buildkit_cache(false)));
         assert!(export.starts_with("type=s3,endpoint_url=http://localhost:3900,bucket=buildkit-cache,region=garage,"));
+    }
+
+    #[test]
+    fn blobs_in_use_are_touched_more_often_than_objects_expire() {
+        use crate::validate::Days;
+        let with = |expire: Option<u32>| {
+            let mut a = args();
+            a.resources.expire_after_days = Some(Days(expire));
+            Connection::from_args(&a).unwrap()
+        };
+        assert_eq!(with(Some(30)).touch_refresh(), Some("24h"));
+        assert_eq!(with(Some(2)).touch_refresh(), Some("24h"));
+        assert_eq!(with(Some(1)).touch_refresh(), Some("12h"));
+        assert_eq!(with(None).touch_refresh(), None);
+        assert!(!with(None).buildkit_cache(true).contains("touch_refresh"));
+        let json: serde_json::Value = serde_json::from_str(&with(Some(30)).render(EnvFormat::Json)).unwrap();
+        assert_eq!(json["buildkit"]["touch_refresh"], "24h");
+        assert_eq!(json["lifecycle"]["expire_after_days"], 30);
     }
 
     #[test]

@@ -95,7 +95,7 @@ impl ProbeConfig {
     pub fn from_args(args: &ProbeArgs) -> Result<Self, ConfigError> {
         let endpoints = HostEndpoints::from_args(&args.endpoints)?;
         let admin = Endpoint::parse(&args.admin_endpoint, "--admin-endpoint (GARAGE_INIT_ADMIN_ENDPOINT)")?;
-        let crate::config::Resources { bucket, key, region } = crate::config::resources(&args.resources)?;
+        let crate::config::Resources { bucket, key, region, .. } = crate::config::resources(&args.resources)?;
         Ok(Self { endpoints, admin, bucket, key, region })
     }
 }
