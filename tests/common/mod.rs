@@ -269,10 +269,19 @@ admin_token = "{token}"
 
     /// Counts of admin requests by endpoint, from Garage's own Prometheus metrics.
     pub async fn admin_request_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.request_counts("api_admin_request_counter").await
+    }
+
+    /// Counts of S3 requests by endpoint (`PutBucketLifecycleConfiguration`, ...), from Garage's metrics.
+    pub async fn s3_request_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.request_counts("api_s3_request_counter").await
+    }
+
+    async fn request_counts(&self, counter: &str) -> std::collections::BTreeMap<String, u64> {
         let text = self.http.get(format!("{}/metrics", self.admin_url())).send().await.unwrap().text().await.unwrap();
         let mut counts = std::collections::BTreeMap::new();
-        for line in text.lines().filter(|l| l.starts_with("api_admin_request_counter")) {
-            // Labelled by path: api_endpoint="/v2/GetClusterStatus".
+        for line in text.lines().filter(|l| l.starts_with(counter)) {
+            // Labelled by endpoint: api_endpoint="/v2/GetClusterStatus" (admin), "PutObject" (S3).
             let endpoint = line
                 .split("api_endpoint=\"")
                 .nth(1)
@@ -378,6 +387,34 @@ pub fn with(env: &[(String, String)], key: &str, value: &str) -> Vec<(String, St
     let mut env: Vec<_> = env.iter().filter(|(k, _)| k != key).cloned().collect();
     env.push((key.into(), value.into()));
     env
+}
+
+/// The Python with boto3 that `scripts/install-deps` makes: the tests' independent S3 client.
+pub fn boto3_python() -> String {
+    std::env::var("E2E_PYTHON").unwrap_or_else(|_| {
+        let cache = std::env::var("GARAGE_INIT_CACHE_DIR").unwrap_or_else(|_| "/opt/garage-init-cache".into());
+        format!("{cache}/venv/bin/python")
+    })
+}
+
+/// A bucket's lifecycle rules through boto3 (`tests/support/s3_lifecycle.py`):
+/// `get` returns `{"rules": [...]}` in boto3's shape, `put` writes `rules`.
+pub fn boto3_lifecycle(g: &Garage, bucket: &str, key: (&str, &str), op: &str, rules: Option<&Value>) -> Value {
+    let python = boto3_python();
+    assert!(Path::new(&python).exists(), "{python} missing: run scripts/install-deps (it creates the boto3 venv)");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/s3_lifecycle.py");
+    let mut cmd = std::process::Command::new(python);
+    cmd.arg(script).args([g.s3_url().as_str(), bucket, key.0, key.1, REGION, op]);
+    if let Some(rules) = rules {
+        cmd.arg(rules.to_string());
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
+        panic!("s3_lifecycle.py printed no JSON: {text}\n{}", String::from_utf8_lossy(&out.stderr))
+    });
+    assert!(out.status.success(), "boto3 {op} on {bucket}: {json}");
+    json
 }
 
 /// The test's own S3 client: signs with rusty-s3 directly, not through garage-init.

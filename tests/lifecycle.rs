@@ -1,0 +1,191 @@
+//! Lifecycle rules on a bucket, against real Garage processes. What
+//! garage-init wrote is read back with boto3 (`tests/support/s3_lifecycle.py`),
+//! not with garage-init's own S3 code; whether it wrote at all is counted by
+//! Garage's own metrics.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+const KEY_ID: &str = "GK6275696c646b69742d6b6579";
+const SECRET: &str = "8924bf9b411d72127bb0de5166f7b972ddf07209fd327b11a9160efa5b8000b3";
+const BUCKET: &str = "buildkit-cache";
+const KEY: (&str, &str) = (KEY_ID, SECRET);
+
+fn lifecycle_env(g: &Garage, expire: &str, abort: &str) -> Vec<(String, String)> {
+    let env = with(&g.init_env(), "GARAGE_INIT_EXPIRE_AFTER_DAYS", expire);
+    with(&env, "GARAGE_INIT_ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS", abort)
+}
+
+/// The bucket's rules as boto3 reads them, sorted by id.
+fn rules(g: &Garage) -> Vec<Value> {
+    let mut rules = boto3_lifecycle(g, BUCKET, KEY, "get", None)["rules"].as_array().unwrap().clone();
+    rules.sort_by_key(|r| r["ID"].as_str().unwrap_or("").to_string());
+    rules
+}
+
+fn expire_rule(days: u64) -> Value {
+    json!({"ID": "garage-init-expire-objects", "Status": "Enabled", "Expiration": {"Days": days}})
+}
+
+fn abort_rule(days: u64) -> Value {
+    json!({"ID": "garage-init-abort-incomplete-uploads", "Status": "Enabled",
+           "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": days}})
+}
+
+/// A rule someone else set: expires objects under `logs/` after 3 days.
+fn foreign_rule() -> Value {
+    json!({"ID": "expire-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 3}})
+}
+
+/// Lifecycle writes Garage has answered so far.
+async fn lifecycle_writes(g: &Garage) -> u64 {
+    let counts = g.s3_request_counts().await;
+    ["PutBucketLifecycleConfiguration", "DeleteBucketLifecycle"]
+        .iter()
+        .map(|e| counts.get(*e).copied().unwrap_or(0))
+        .sum()
+}
+
+/// The rules as boto3 shows them, without the fields boto3 adds for empty filters.
+fn normalised(rules: &[Value]) -> Vec<Value> {
+    rules
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            if r.get("Filter")
+                .is_some_and(|f| f.as_object().is_some_and(|o| o.is_empty()) || f == &json!({"Prefix": ""}))
+            {
+                r.as_object_mut().unwrap().remove("Filter");
+            }
+            r
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fresh_bucket_gets_exactly_the_declared_rules_and_a_second_run_writes_nothing() {
+    let g = Garage::started().await;
+    let env = lifecycle_env(&g, "30", "1");
+
+    let plan = garage_init(&env, &["plan"]).await;
+    assert_eq!(plan.code, 10, "{plan:?}");
+    assert_eq!(plan.outcome("lifecycle").as_deref(), Some("create"), "{plan:?}");
+
+    let run = garage_init(&env, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.outcome("lifecycle").as_deref(), Some("created"), "{run:?}");
+    assert!(run.stdout.contains("objects expire after 30 days, incomplete uploads are aborted after 1 day"), "{run:?}");
+    assert_eq!(normalised(&rules(&g)), vec![abort_rule(1), expire_rule(30)]);
+
+    let writes = lifecycle_writes(&g).await;
+    assert_eq!(writes, 1, "one write for a fresh bucket");
+    let again = garage_init(&env, &[]).await;
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(again.outcome("lifecycle").as_deref(), Some("unchanged"), "{again:?}");
+    assert_eq!(lifecycle_writes(&g).await, writes, "a second run wrote lifecycle rules: {again:?}");
+    let plan = garage_init(&env, &["plan"]).await;
+    assert_eq!(plan.code, 0, "{plan:?}");
+}
+
+#[tokio::test]
+async fn a_changed_declaration_updates_the_rules_and_off_removes_only_ours() {
+    let g = Garage::started().await;
+    assert_eq!(garage_init(&lifecycle_env(&g, "30", "1"), &[]).await.code, 0);
+
+    let env = lifecycle_env(&g, "7", "1");
+    let plan = garage_init(&env, &["plan"]).await;
+    assert_eq!((plan.code, plan.outcome("lifecycle").as_deref()), (10, Some("update")), "{plan:?}");
+    let run = garage_init(&env, &[]).await;
+    assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("updated")), "{run:?}");
+    assert_eq!(normalised(&rules(&g)), vec![abort_rule(1), expire_rule(7)]);
+
+    // Someone adds a rule of their own; turning garage-init's rules off keeps it.
+    let mut all = rules(&g);
+    all.push(foreign_rule());
+    boto3_lifecycle(&g, BUCKET, KEY, "put", Some(&Value::Array(all)));
+    let run = garage_init(&lifecycle_env(&g, "off", "0"), &[]).await;
+    assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("updated")), "{run:?}");
+    assert!(run.stdout.contains("1 other rule kept"), "{run:?}");
+    assert_eq!(rules(&g), vec![foreign_rule()]);
+}
+
+#[tokio::test]
+async fn a_foreign_rule_is_kept_and_reported_as_drift_when_it_also_expires_objects() {
+    let g = Garage::started().await;
+    // The bucket and the key first, without lifecycle rules; then someone's own rule.
+    assert_eq!(garage_init(&g.init_env(), &[]).await.code, 0);
+    boto3_lifecycle(&g, BUCKET, KEY, "put", Some(&json!([foreign_rule()])));
+
+    let env = lifecycle_env(&g, "30", "1");
+    let run = garage_init(&env, &[]).await;
+    assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("created")), "{run:?}");
+    let drift = run.stdout.lines().find(|l| l.starts_with("lifecycle") && l.contains("drift")).unwrap_or_default();
+    assert!(drift.contains("expire-logs") && drift.contains("expires objects after 3 days"), "{run:?}");
+    assert_eq!(normalised(&rules(&g)), vec![foreign_rule(), abort_rule(1), expire_rule(30)]);
+
+    let writes = lifecycle_writes(&g).await;
+    let again = garage_init(&env, &[]).await;
+    assert_eq!((again.code, again.outcome("lifecycle").as_deref()), (0, Some("unchanged")), "{again:?}");
+    assert_eq!(lifecycle_writes(&g).await, writes, "{again:?}");
+    // Drift alone: plan exits 11.
+    assert_eq!(garage_init(&env, &["plan"]).await.code, 11);
+}
+
+#[tokio::test]
+async fn a_bucket_without_a_declared_lifecycle_is_left_as_it_is() {
+    let g = Garage::started().await;
+    assert_eq!(garage_init(&g.init_env(), &[]).await.code, 0);
+    boto3_lifecycle(&g, BUCKET, KEY, "put", Some(&json!([foreign_rule(), expire_rule(90)])));
+    let before = rules(&g);
+    let writes = lifecycle_writes(&g).await;
+
+    let run = garage_init(&g.init_env(), &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.outcome("lifecycle"), None, "{run:?}");
+    assert_eq!(rules(&g), before);
+    assert_eq!(lifecycle_writes(&g).await, writes);
+}
+
+#[tokio::test]
+async fn a_lifecycle_on_a_bucket_the_key_does_not_own_is_refused_before_any_request() {
+    let g = Garage::started().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "buckets:\n  - name: {BUCKET}\n    lifecycle:\n      expire_after_days: 30\n\
+             keys:\n  - id: {KEY_ID}\n    secret: {SECRET}\n\
+             grants:\n  - key: {KEY_ID}\n    bucket: {BUCKET}\n    permissions: [read, write]\n"
+        ),
+    )
+    .unwrap();
+    // Every admin request but the metrics reads themselves (Garage 2.5 counts those).
+    let requests = async || {
+        g.admin_request_counts().await.iter().filter(|(e, _)| !e.contains("etrics")).map(|(_, n)| n).sum::<u64>()
+    };
+    let before = requests().await;
+    let run = garage_init(&g.init_env(), &["--spec", spec.to_str().unwrap()]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    // Where: the bucket's `lifecycle:` line.
+    assert!(run.stderr.contains("spec.yaml, line 4"), "{run:?}");
+    assert!(run.stderr.contains("owner") && run.stderr.contains("add `owner` to a grant"), "{run:?}");
+    assert_eq!(requests().await, before, "{run:?}");
+}
+
+#[tokio::test]
+async fn out_of_range_days_are_refused_before_any_request() {
+    for (expire, abort) in [("36501", "1"), ("-3", "1"), ("30", "soon")] {
+        let env = vec![
+            ("GARAGE_INIT_ADMIN_TOKEN".to_string(), "t".repeat(32)),
+            ("GARAGE_INIT_ADMIN_URL".to_string(), "http://127.0.0.1:9".to_string()),
+            ("GARAGE_INIT_EXPIRE_AFTER_DAYS".to_string(), expire.to_string()),
+            ("GARAGE_INIT_ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS".to_string(), abort.to_string()),
+        ];
+        let run = garage_init(&env, &[]).await;
+        assert_eq!(run.code, 2, "{expire} {abort}: {run:?}");
+        assert!(run.stderr.contains("DAYS"), "{run:?}");
+    }
+}
