@@ -265,6 +265,10 @@ pub struct ProbeArgs {
 
     #[command(flatten)]
     pub resources: ResourceArgs,
+
+    /// Optional here: with it, the bucket's size and object count are read from the admin API.
+    #[command(flatten)]
+    pub token: AdminTokenArgs,
 }
 
 /// Settings of `check`.

@@ -170,7 +170,12 @@ pub struct Prover {
 impl Prover {
     pub fn new(s3_url: &Url, region: &str) -> Result<Self, Failure> {
         let http = crate::http::client(HeaderMap::new()).map_err(|e| Failure::Setup(e.to_string()))?;
-        Ok(Self { http, s3_url: s3_url.clone(), region: region.to_string() })
+        Ok(Self::with_client(http, s3_url, region))
+    }
+
+    /// With an HTTP client the caller already has.
+    pub fn with_client(http: reqwest::Client, s3_url: &Url, region: &str) -> Self {
+        Self { http, s3_url: s3_url.clone(), region: region.to_string() }
     }
 
     /// One PUT, GET, DELETE round trip; returns the report detail.

@@ -16,6 +16,8 @@ use common::*;
 use serde_json::Value;
 
 const BUCKET: &str = "buildkit-cache";
+const KEY_ID: &str = "GK6275696c646b69742d6b6579";
+const SECRET: &str = "8924bf9b411d72127bb0de5166f7b972ddf07209fd327b11a9160efa5b8000b3";
 const START_HINT: &str = "Run 'docker compose up -d' to start infrastructure services.";
 
 /// The host-side settings that point the commands at these processes, as
@@ -148,6 +150,43 @@ async fn after_apply_check_exits_0_and_json_lists_every_service() {
     // The probe object is gone again.
     let info = garage.get(&format!("GetBucketInfo?globalAlias={BUCKET}")).await.unwrap();
     assert_eq!(info["objects"], 0, "{info}");
+}
+
+#[tokio::test]
+async fn check_shows_the_cache_buckets_lifecycle_and_with_the_admin_token_its_size() {
+    let registry = Registry::started().await;
+    let garage = Garage::started().await;
+    let init = with(&garage.init_env(), "GARAGE_INIT_EXPIRE_AFTER_DAYS", "30");
+    let run = garage_init(&with(&init, "GARAGE_INIT_ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS", "1"), &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let blob = vec![7u8; 5000];
+    S3::new(&garage.s3_url(), BUCKET, KEY_ID, SECRET).put("blobs/sha256-1", &blob).await.unwrap();
+
+    // Without the admin token: the rules, and why the size is unknown.
+    let run = garage_init(&host_env(&registry, &garage), &["check", "--format", "json"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let cache = &json(&run)["cache"];
+    assert_eq!(cache["bucket"], BUCKET);
+    let rules = cache["lifecycle"].as_array().unwrap_or_else(|| panic!("{cache}"));
+    let days: Vec<(Value, Value)> = rules
+        .iter()
+        .map(|r| (r["expire_after_days"].clone(), r["abort_incomplete_uploads_after_days"].clone()))
+        .collect();
+    assert_eq!(days, [(Value::from(30), Value::Null), (Value::Null, Value::from(1))], "{cache}");
+    assert!(cache["size_error"].as_str().unwrap().contains("admin token"), "{cache}");
+
+    // With it (from a file): objects and bytes from the admin API's bucket info.
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, garage.token.as_str()).unwrap();
+    let env = with(&host_env(&registry, &garage), "GARAGE_INIT_ADMIN_TOKEN_FILE", token_file.to_str().unwrap());
+    let run = garage_init(&env, &["check", "--format", "json"]).await;
+    let cache = &json(&run)["cache"];
+    assert_eq!((cache["objects"].clone(), cache["bytes"].clone()), (Value::from(1), Value::from(5000)), "{cache}");
+    let run = garage_init(&env, &["check"]).await;
+    let line = run.stdout.lines().find(|l| l.starts_with("cache")).unwrap_or_else(|| panic!("{run:?}"));
+    assert!(line.contains("1 objects, 5.0 KB") && line.contains("expires objects after 30 days"), "{run:?}");
+    assert!(!run.all_output().contains(garage.token.as_str()), "the token leaked: {run:?}");
 }
 
 #[tokio::test]

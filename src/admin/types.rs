@@ -183,6 +183,7 @@ impl KeyInfo {
             keys: vec![BucketKey { access_key_id: self.access_key_id.clone(), permissions: b.permissions }],
             quotas: None,
             objects: 0,
+            bytes: 0,
         })
     }
 }
@@ -224,6 +225,8 @@ pub struct BucketInfo {
     pub quotas: Option<Quotas>,
     #[serde(default)]
     pub objects: i64,
+    #[serde(default)]
+    pub bytes: i64,
 }
 
 /// One entry of `ListBuckets`.

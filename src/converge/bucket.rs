@@ -124,6 +124,7 @@ mod tests {
             keys: vec![],
             quotas,
             objects: 0,
+            bytes: 0,
         }
     }
 

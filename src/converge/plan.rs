@@ -564,6 +564,7 @@ mod tests {
             keys,
             quotas: None,
             objects: 0,
+            bytes: 0,
         };
         BucketSeen { found: Some(info), elsewhere: vec![], orphan: None }
     }

@@ -17,12 +17,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+use crate::admin::AdminClient;
 use crate::cli::{CheckArgs, OutputFormat};
+use crate::converge::lifecycle::{Rule, describe_all};
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::{ProbeConfig, print_json};
 use crate::http::{NoAnswer, read_capped};
-use crate::s3check::{Failure, Probed, probe_once};
+use crate::report::human_bytes;
+use crate::s3check::{Failure, Probed, Prover, probe_once};
 use crate::wait::Waiter;
 
 /// How long one probe request may take.
@@ -100,6 +103,90 @@ pub struct Report {
     pub admin: Probe,
     pub bucket: String,
     pub access_key_id: String,
+    /// Read once Garage's probe passed.
+    pub cache: Option<CacheInfo>,
+}
+
+/// The cache bucket at a glance: its lifecycle rules (read through S3 with
+/// the key) and its size (from the admin API, when a token is given).
+#[derive(Debug, Clone)]
+pub struct CacheInfo {
+    pub bucket: String,
+    /// The rules, or why they could not be read.
+    pub lifecycle: Result<Vec<Rule>, String>,
+    /// Objects and bytes, or why they could not be read.
+    pub usage: Result<Usage, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub objects: i64,
+    pub bytes: i64,
+}
+
+impl CacheInfo {
+    /// `buildkit-cache: 12 objects, 3.4 MB; rule "…" expires objects after 30 days`.
+    pub fn text(&self) -> String {
+        let usage = match &self.usage {
+            Ok(u) => format!("{} objects, {}", u.objects, human_bytes(u.bytes.max(0) as u64)),
+            Err(why) => format!("size unknown ({why})"),
+        };
+        let rules = match &self.lifecycle {
+            Ok(rules) if rules.is_empty() => "no lifecycle rules".to_string(),
+            Ok(rules) => format!("lifecycle: {}", describe_all(rules).join("; ")),
+            Err(why) => format!("lifecycle unknown ({why})"),
+        };
+        format!("{}: {usage}; {rules}", self.bucket)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let rules = self.lifecycle.as_ref().ok().map(|rules| {
+            rules
+                .iter()
+                .map(|r| {
+                    json!({
+                        "id": r.id,
+                        "enabled": r.enabled,
+                        "filtered": r.filtered,
+                        "expire_after_days": r.expire_days,
+                        "expire_on": r.expire_date,
+                        "abort_incomplete_uploads_after_days": r.abort_days,
+                    })
+                })
+                .collect::<Vec<_>>()
+        });
+        json!({
+            "bucket": self.bucket,
+            "objects": self.usage.as_ref().ok().map(|u| u.objects),
+            "bytes": self.usage.as_ref().ok().map(|u| u.bytes),
+            "size_error": self.usage.as_ref().err(),
+            "lifecycle": rules,
+            "lifecycle_error": self.lifecycle.as_ref().err(),
+        })
+    }
+}
+
+/// Reads the cache bucket's rules and size, each within `limit`.
+pub async fn cache_info(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> CacheInfo {
+    let timed_out = |_| "timed out".to_string();
+    let lifecycle = async {
+        let s3 = Prover::with_client(http.clone(), &cfg.endpoints.s3.url, &cfg.region);
+        let read = tokio::time::timeout(limit, s3.lifecycle(&cfg.bucket, &cfg.key)).await.map_err(timed_out)?;
+        read.map_err(|f| f.to_string())
+    };
+    let usage = async {
+        let Some(token) = &cfg.admin_token else {
+            return Err("give the admin token, GARAGE_INIT_ADMIN_TOKEN_FILE, to read it".to_string());
+        };
+        let client = AdminClient::new(cfg.admin.url.clone(), token).map_err(|e| e.to_string())?;
+        let read = tokio::time::timeout(limit, client.bucket_by_alias(&cfg.bucket)).await.map_err(timed_out)?;
+        match read.map_err(|e| e.to_string())? {
+            Some(b) => Ok(Usage { objects: b.objects, bytes: b.bytes }),
+            None => Err(format!("the admin API knows no bucket {}", cfg.bucket)),
+        }
+    };
+    let (lifecycle, usage) = tokio::join!(lifecycle, usage);
+    CacheInfo { bucket: cfg.bucket.clone(), lifecycle, usage }
 }
 
 /// An error block: `Error: <message>` and a line that says what to do.
@@ -157,10 +244,12 @@ impl Report {
 
     /// `registry  ready  localhost:5050: GET /v2/ answered 200`, one line per service.
     pub fn text_lines(&self) -> Vec<String> {
-        [("registry", &self.registry), ("garage", &self.garage), ("admin", &self.admin)]
+        let mut lines: Vec<String> = [("registry", &self.registry), ("garage", &self.garage), ("admin", &self.admin)]
             .iter()
             .map(|(name, p)| format!("{name:<9} {:<16} {}: {}", p.state.word(), p.address, p.detail))
-            .collect()
+            .collect();
+        lines.extend(self.cache.as_ref().map(|c| format!("{:<9} {}", "cache", c.text())));
+        lines
     }
 
     pub fn to_json(&self) -> Value {
@@ -175,6 +264,7 @@ impl Report {
             "ready": code == Code::Ok,
             "exit_code": code.as_u8(),
             "services": { "registry": self.registry.to_json(), "garage": garage, "admin": admin },
+            "cache": self.cache.as_ref().map(CacheInfo::to_json),
             "errors": self.problems().iter().map(|p| json!({ "message": p.message, "hint": p.hint })).collect::<Vec<_>>(),
         })
     }
@@ -233,7 +323,11 @@ pub async fn probe(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -
         tokio::join!(probe_registry(http, cfg, limit), probe_garage(http, cfg, limit), probe_admin(http, cfg, limit));
     let admin = admin_probe(&cfg.admin.shown, &health);
     let garage = classify_garage(cfg, garage, &health);
-    Report { registry, garage, admin, bucket: cfg.bucket.clone(), access_key_id: cfg.key.id.clone() }
+    let cache = match garage.state {
+        State::Ready => Some(cache_info(http, cfg, limit).await),
+        _ => None,
+    };
+    Report { registry, garage, admin, bucket: cfg.bucket.clone(), access_key_id: cfg.key.id.clone(), cache }
 }
 
 async fn probe_registry(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Probe {
@@ -375,6 +469,7 @@ mod tests {
             admin: Probe::new("localhost:3903", State::Unreachable, "a"),
             bucket: "buildkit-cache".into(),
             access_key_id: "GK0".into(),
+            cache: None,
         }
     }
 
@@ -403,7 +498,7 @@ mod tests {
     }
 
     fn cfg() -> ProbeConfig {
-        use crate::cli::{HostEndpointArgs, ProbeArgs, ResourceArgs};
+        use crate::cli::{AdminTokenArgs, HostEndpointArgs, ProbeArgs, ResourceArgs};
         ProbeConfig::from_args(&ProbeArgs {
             endpoints: HostEndpointArgs {
                 registry: "localhost:5050".into(),
@@ -420,6 +515,7 @@ mod tests {
                 abort_incomplete_uploads_after_days: None,
                 s3_region: "garage".into(),
             },
+            token: AdminTokenArgs { admin_token: None, admin_token_file: None },
         })
         .unwrap()
     }

@@ -89,6 +89,8 @@ pub struct ProbeConfig {
     pub bucket: String,
     pub key: KeyWant,
     pub region: String,
+    /// Given: the bucket's size is read from the admin API.
+    pub admin_token: Option<crate::secret::Secret>,
 }
 
 impl ProbeConfig {
@@ -96,7 +98,9 @@ impl ProbeConfig {
         let endpoints = HostEndpoints::from_args(&args.endpoints)?;
         let admin = Endpoint::parse(&args.admin_endpoint, "--admin-endpoint (GARAGE_INIT_ADMIN_ENDPOINT)")?;
         let crate::config::Resources { bucket, key, region, .. } = crate::config::resources(&args.resources)?;
-        Ok(Self { endpoints, admin, bucket, key, region })
+        let given = args.token.admin_token.is_some() || args.token.admin_token_file.is_some();
+        let admin_token = if given { Some(crate::config::admin_token(&args.token)?) } else { None };
+        Ok(Self { endpoints, admin, bucket, key, region, admin_token })
     }
 }
 

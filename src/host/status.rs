@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use crate::cli::{OutputFormat, StatusArgs};
 use crate::error::Error;
 use crate::exit::Code;
-use crate::host::check::{Report, probe_until_ready};
+use crate::host::check::{CacheInfo, Report, cache_info, probe_until_ready};
 use crate::host::docker::{Container, DockerError, DockerHost, Engine, PROJECT_LABEL};
 use crate::host::{ProbeConfig, print_json};
 use crate::validate::ConfigError;
@@ -127,6 +127,8 @@ pub struct EngineInfo {
 pub struct StackStatus {
     pub project: String,
     pub outcome: Outcome,
+    /// The cache bucket's rules and size (with Docker; without, the probes carry them).
+    pub cache: Option<CacheInfo>,
 }
 
 impl StackStatus {
@@ -199,6 +201,9 @@ impl StackStatus {
                         }
                     }
                 }
+                if let Some(cache) = &self.cache {
+                    out.push_str(&format!("\nCache: {}\n", cache.text()));
+                }
                 if self.code() == Code::Ok {
                     out.push_str("\nReady: every service runs and garage-init exited 0.\n");
                 }
@@ -238,6 +243,7 @@ impl StackStatus {
             "docker": docker,
             "services": services,
             "probes": probes,
+            "cache": self.cache.as_ref().map(CacheInfo::to_json),
             "errors": errors,
         })
     }
@@ -311,14 +317,20 @@ pub async fn run(args: &StatusArgs) -> Result<Code, Error> {
     Ok(status.code())
 }
 
+/// How long reading the cache bucket's rules and size may take.
+const CACHE_READ_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub async fn stack_status(project: String, probes: &ProbeConfig) -> StackStatus {
     let host = DockerHost::from_env();
-    match containers(&host, &project).await {
-        Ok(outcome) => StackStatus { project, outcome },
+    let http = crate::http::client(reqwest::header::HeaderMap::new()).unwrap_or_default();
+    let (found, cache) = tokio::join!(containers(&host, &project), cache_info(&http, probes, CACHE_READ_TIME));
+    match found {
+        Ok(outcome) => StackStatus { project, outcome, cache: Some(cache) },
         Err(e) => {
             let hint = e.hint(&host);
             let report = probe_until_ready(probes, None).await;
-            StackStatus { project, outcome: Outcome::NoDocker { error: e.to_string(), hint, probes: Box::new(report) } }
+            let outcome = Outcome::NoDocker { error: e.to_string(), hint, probes: Box::new(report) };
+            StackStatus { project, outcome, cache: None }
         }
     }
 }
@@ -392,6 +404,7 @@ mod tests {
                 engine: EngineInfo { host: "h".into(), version: "v".into(), api_version: "1.41".into() },
                 services: Vec::new(),
             },
+            cache: None,
         };
         assert_eq!(status.code(), Code::NotReady);
         let (message, hint) = status.problem().unwrap();
