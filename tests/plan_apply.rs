@@ -11,6 +11,7 @@ use serde_json::json;
 
 const KEY_ID: &str = "GK6275696c646b69742d6b6579";
 const BUCKET: &str = "buildkit-cache";
+const SECRET: &str = "8924bf9b411d72127bb0de5166f7b972ddf07209fd327b11a9160efa5b8000b3";
 
 /// One report line: resource, outcome, detail (the report's fixed columns).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,4 +190,40 @@ async fn plan_lists_what_apply_does_from_drift() {
     assert_eq!(drift_lines(&apply).len(), 1, "{apply:?}");
     let bucket = g.get(&format!("GetBucketInfo?globalAlias={BUCKET}")).await.unwrap();
     assert_eq!(bucket["quotas"]["maxObjects"], 100);
+}
+
+fn lifecycle_env(g: &Garage, expire: &str) -> Vec<(String, String)> {
+    let env = with(&g.init_env(), "GARAGE_INIT_EXPIRE_AFTER_DAYS", expire);
+    with(&env, "GARAGE_INIT_ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS", "1")
+}
+
+#[tokio::test]
+async fn plan_lists_what_apply_does_from_fresh_node_with_lifecycle_rules() {
+    let g = Garage::started().await;
+    let (plan, apply) = plan_then_apply(&lifecycle_env(&g, "30"), "fresh node, lifecycle").await;
+    assert_eq!((plan.code, apply.code), (10, 0), "{plan:?}\n{apply:?}");
+    let want = pairs(&[
+        ("layout", "created"),
+        ("key", "created"),
+        ("bucket", "created"),
+        ("grant", "created"),
+        ("lifecycle", "created"),
+    ]);
+    assert_eq!(outcomes(&apply), want, "{apply:?}");
+}
+
+#[tokio::test]
+async fn plan_lists_what_apply_does_from_changed_lifecycle_beside_a_foreign_rule() {
+    let g = Garage::started().await;
+    assert_eq!(garage_init(&lifecycle_env(&g, "30"), &[]).await.code, 0);
+    let mut rules = boto3_lifecycle(&g, BUCKET, (KEY_ID, SECRET), "get", None)["rules"].as_array().unwrap().clone();
+    rules.push(
+        json!({"ID": "expire-tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 2}}),
+    );
+    boto3_lifecycle(&g, BUCKET, (KEY_ID, SECRET), "put", Some(&serde_json::Value::Array(rules)));
+
+    let (plan, apply) = plan_then_apply(&lifecycle_env(&g, "7"), "changed lifecycle").await;
+    assert_eq!((plan.code, apply.code), (10, 0), "{plan:?}\n{apply:?}");
+    assert_eq!(outcomes(&apply), pairs(&[("lifecycle", "updated")]), "{apply:?}");
+    assert!(drift_lines(&apply)[0].detail.contains("expire-tmp"), "{apply:?}");
 }
