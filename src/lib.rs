@@ -27,8 +27,9 @@
 //! - [`admin`]: the admin API v2 client: typed requests, answers and errors.
 //! - [`converge`]: the level-triggered loop: `observe` (every read), `plan`
 //!   (a pure function of wanted and observed state), `execute` (every write),
-//!   and the per-resource decisions `layout`, `key`, `bucket`.
-//! - [`s3check`]: the PUT/GET/DELETE proof through the S3 API.
+//!   and the per-resource decisions `layout`, `key`, `bucket`, `lifecycle`.
+//! - [`s3check`]: the S3 requests: the PUT/GET/DELETE proof, and a bucket's
+//!   lifecycle rules.
 //! - [`host`]: the host-side commands for the stack's consumers: `check`
 //!   (are the registry and Garage up and initialized), `env` (connection
 //!   settings), `status` (the compose project's containers, via Docker).

@@ -14,7 +14,8 @@
 //! - [`observe`]: every read, and the [`observe::Observed`] snapshot;
 //! - [`plan`]: the pure decision, its [`plan::Action`]s and their report lines;
 //! - [`execute`]: every write, folding Garage's answers into the snapshot;
-//! - [`layout`], [`key`], [`bucket`]: the per-resource decisions `plan` uses.
+//! - [`layout`], [`key`], [`bucket`], [`lifecycle`]: the per-resource
+//!   decisions `plan` uses.
 
 pub mod bucket;
 pub mod execute;

@@ -10,6 +10,10 @@
 //! only where a role could be staged, buckets only where the key's view does
 //! not say enough. Readiness is read from `/health`, which checks no token.
 //!
+//! A bucket that declares a lifecycle has its rules read through S3
+//! (`GetBucketLifecycleConfiguration`, no token check): the admin API has
+//! no lifecycle endpoint.
+//!
 //! `GetCurrentAdminTokenInfo` is never used: it can crash Garage 2.1.0.
 
 use futures_util::future::join_all;

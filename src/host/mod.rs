@@ -3,7 +3,7 @@
 //!
 //! - [`check`]: are the registry and Garage reachable, and is Garage
 //!   initialized (the bucket exists and the key can write to it)?
-//! - [`env`]: the connection settings, in shell, dotenv, JSON or BuildKit form.
+//! - [`env`](mod@env): the connection settings, in shell, dotenv, JSON or BuildKit form.
 //! - [`status`]: the compose project's containers through the Docker Engine
 //!   API ([`docker`]), with the probes of `check` as a fallback.
 //!
