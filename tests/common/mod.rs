@@ -68,7 +68,7 @@ pub fn free_port() -> u16 {
 
 /// A random token, so that a test can search every output for it.
 pub fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
 }
 
 /// One Garage node: its config, its ports, its process when running.
