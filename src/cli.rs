@@ -82,6 +82,22 @@ pub enum Command {
         after_long_help = help(For::Status)
     )]
     Status(StatusArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(
+        long_about = "Print the completion script for SHELL on stdout, generated from the same definitions as \
+            --help. See the README for where each shell loads it from.",
+        after_long_help = help(For::Env)
+    )]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff) on stdout: `garage-init man | man -l -`.
+    #[command(after_long_help = help(For::Env))]
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
