@@ -299,7 +299,8 @@ pub struct EnvArgs {
     pub resources: ResourceArgs,
 
     /// `shell`: export lines; `dotenv`: KEY=value lines; `json`: one object; `buildkit`: the
-    /// --export-cache and --import-cache options of BuildKit's S3 cache.
+    /// --export-cache and --import-cache options of BuildKit's S3 cache; `github` (in a GitHub
+    /// Actions step): masks the secret and appends KEY=value lines to the file named by $GITHUB_ENV.
     #[arg(long, env = "GARAGE_INIT_ENV_FORMAT", value_name = "FORMAT", value_enum, default_value_t = EnvFormat::Shell, hide_env_values = true)]
     pub format: EnvFormat,
 
@@ -344,6 +345,7 @@ pub enum EnvFormat {
     Dotenv,
     Json,
     Buildkit,
+    Github,
 }
 
 #[cfg(test)]
