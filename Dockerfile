@@ -3,7 +3,8 @@
 #
 #   docker build -t garage-init:local .
 #       BuildKit (what `docker compose build` uses): compiles in the `build`
-#       stage and skips `runtime-prebuilt`.
+#       stage (its `RUN --mount` cache mounts need BuildKit) and skips
+#       `runtime-prebuilt`.
 #   DOCKER_BUILDKIT=0 docker build --target runtime-prebuilt -t garage-init:local .
 #       Offline: takes dist/garage-init, the static binary scripts/build-static
 #       makes on the host. The legacy builder runs only the stages up to the
@@ -11,13 +12,19 @@
 
 ARG RUST_VERSION=1.95
 
-# What every runtime image has besides the binary.
+# What every runtime image has besides the binary. SOURCE (the repository's
+# URL) and REVISION (the commit built) are build arguments, empty unless given:
+#   --build-arg SOURCE=https://... --build-arg REVISION="$(git rev-parse HEAD)"
 FROM scratch AS runtime-base
 ARG VERSION=0.1.0
+ARG SOURCE=
+ARG REVISION=
 LABEL org.opencontainers.image.title="garage-init" \
       org.opencontainers.image.description="Bootstraps Garage: layout, bucket, access key and grants, proven by an S3 write" \
       org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.licenses="MIT OR Apache-2.0"
+      org.opencontainers.image.licenses="MIT OR Apache-2.0" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}"
 USER 65532:65532
 ENTRYPOINT ["/garage-init"]
 
@@ -29,8 +36,12 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 # A static glibc binary (static-pie) runs FROM scratch and still resolves
-# compose service names.
-RUN target="$(uname -m)-unknown-linux-gnu" \
+# compose service names. The downloaded crates and the target directory are
+# BuildKit cache mounts, kept between builds; they are not part of the
+# stage's filesystem, so the binary is copied out in the same RUN.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    target="$(uname -m)-unknown-linux-gnu" \
  && RUSTFLAGS="-C target-feature=+crt-static" cargo build --release --locked --target "$target" \
  && cp "target/$target/release/garage-init" /garage-init
 

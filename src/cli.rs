@@ -82,6 +82,22 @@ pub enum Command {
         after_long_help = help(For::Status)
     )]
     Status(StatusArgs),
+
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    #[command(
+        long_about = "Print the completion script for SHELL on stdout, generated from the same definitions as \
+            --help. See the README for where each shell loads it from.",
+        after_long_help = help(For::Env)
+    )]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+
+    /// Print the man page (roff) on stdout: `garage-init man | man -l -`.
+    #[command(after_long_help = help(For::Env))]
+    Man,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -297,7 +313,8 @@ pub struct EnvArgs {
     pub resources: ResourceArgs,
 
     /// `shell`: export lines; `dotenv`: KEY=value lines; `json`: one object; `buildkit`: the
-    /// --export-cache and --import-cache options of BuildKit's S3 cache.
+    /// --export-cache and --import-cache options of BuildKit's S3 cache; `github` (in a GitHub
+    /// Actions step): masks the secret and appends KEY=value lines to the file named by $GITHUB_ENV.
     #[arg(long, env = "GARAGE_INIT_ENV_FORMAT", value_name = "FORMAT", value_enum, default_value_t = EnvFormat::Shell, hide_env_values = true)]
     pub format: EnvFormat,
 
@@ -342,6 +359,7 @@ pub enum EnvFormat {
     Dotenv,
     Json,
     Buildkit,
+    Github,
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@
 //! - [`host`]: the host-side commands for the stack's consumers: `check`
 //!   (are the registry and Garage up and initialized), `env` (connection
 //!   settings), `status` (the compose project's containers, via Docker).
+//! - [`manual`]: shell completions and the man page, generated from [`cli`].
 //! - [`wait`]: the overall deadline and the backoff between attempts.
 //! - [`report`]: one line per resource, text or JSON.
 //! - [`error`], [`exit`]: what can go wrong, and the exit code of each.
@@ -47,6 +48,7 @@ pub mod error;
 pub mod exit;
 pub mod host;
 pub mod http;
+pub mod manual;
 pub mod output;
 pub mod report;
 pub mod s3check;
@@ -73,6 +75,8 @@ pub async fn run(cli: Cli) -> Code {
         Some(Command::Check(args)) => host::check::run(&args).await,
         Some(Command::Env(args)) => host::env::run(&args),
         Some(Command::Status(args)) => host::status::run(&args).await,
+        Some(Command::Completions { shell }) => Ok(manual::completions(shell)),
+        Some(Command::Man) => Ok(manual::man()),
     };
     match result {
         Ok(code) => code,

@@ -147,11 +147,11 @@ pub async fn probe_once(
 }
 
 fn probe_object_name() -> String {
-    format!("garage-init-probe/{:016x}", rand::random::<u64>())
+    format!("garage-init-probe/{:016x}", fastrand::u64(..))
 }
 
 fn probe_body() -> Vec<u8> {
-    (0..PROBE_BYTES).map(|_| rand::random::<u8>()).collect()
+    std::iter::repeat_with(|| fastrand::u8(..)).take(PROBE_BYTES).collect()
 }
 
 /// The code a lifecycle request refused for want of the owner permission is reported with.

@@ -40,7 +40,11 @@ fn garage_block(garage: &Garage) -> String {
 
 /// Initializes Garage the documented way: garage-init `apply`.
 async fn apply(garage: &Garage) {
-    let run = garage_init(&garage.init_env(), &["apply"]).await;
+    apply_with(garage, &garage.init_env()).await;
+}
+
+async fn apply_with(garage: &Garage, env: &[(String, String)]) {
+    let run = garage_init(env, &["apply"]).await;
     assert_eq!(run.code, 0, "apply failed: {run:?}\nGarage log:\n{}", garage.log());
 }
 
@@ -380,6 +384,55 @@ async fn env_dotenv_format_is_one_plain_assignment_per_line() {
             "GARAGE_BUCKET=buildkit-cache",
         ]
     );
+}
+
+#[tokio::test]
+async fn env_github_format_masks_on_stdout_and_appends_the_variables_to_github_env() {
+    let garage = Garage::started().await;
+    let secret = random_hex(32);
+    apply_with(&garage, &with(&garage.init_env(), "GARAGE_INIT_SECRET_ACCESS_KEY", &secret)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let github_env = dir.path().join("github_env");
+    std::fs::write(&github_env, "EARLIER_STEP=kept\n").unwrap();
+    let env = vec![
+        ("GARAGE_INIT_S3_ENDPOINT".into(), format!("http://localhost:{}", garage.s3_port)),
+        ("GARAGE_INIT_SECRET_ACCESS_KEY".into(), secret.clone()),
+        ("GITHUB_ENV".into(), github_env.display().to_string()),
+    ];
+    let run = garage_init(&env, &["env", "--format", "github"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    // Only workflow commands on stdout; the secret nowhere else in the log.
+    assert_eq!(run.stdout, format!("::add-mask::{secret}\n"), "{run:?}");
+    assert!(!run.stderr.contains(&secret) && run.stderr.contains("GITHUB_ENV"), "{run:?}");
+
+    // Read back as the runner does: one KEY=value per line, after what was there.
+    let written = std::fs::read_to_string(&github_env).unwrap();
+    let vars: std::collections::BTreeMap<&str, &str> =
+        written.lines().map(|l| l.split_once('=').unwrap_or_else(|| panic!("`{l}` is not KEY=value"))).collect();
+    assert_eq!(vars.len(), 8, "{written}");
+    assert_eq!(vars["EARLIER_STEP"], "kept");
+    assert_eq!(vars["AWS_REGION"], REGION);
+    let s3 = S3::new(
+        vars["AWS_ENDPOINT_URL"],
+        vars["GARAGE_BUCKET"],
+        vars["AWS_ACCESS_KEY_ID"],
+        vars["AWS_SECRET_ACCESS_KEY"],
+    );
+    s3.round_trip("from-github-env", b"layer blob").await.unwrap();
+}
+
+#[tokio::test]
+async fn env_github_format_outside_a_workflow_exits_2_and_prints_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let absent = dir.path().join("no-such-file");
+    for github_env in [None, Some(absent.display().to_string())] {
+        let env: Vec<(String, String)> = github_env.iter().map(|p| ("GITHUB_ENV".to_string(), p.clone())).collect();
+        let run = garage_init(&env, &["env", "--format", "github"]).await;
+        assert_eq!(run.code, 2, "{run:?}");
+        assert_eq!(run.stdout, "", "no mask without the variables: {run:?}");
+        assert!(run.stderr.contains("GITHUB_ENV"), "{run:?}");
+    }
+    assert!(!absent.exists(), "a GITHUB_ENV file the runner did not create is not created");
 }
 
 #[tokio::test]

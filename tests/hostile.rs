@@ -10,7 +10,6 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -139,15 +138,6 @@ async fn the_admin_url_at_another_http_server_says_it_is_not_garage() {
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains(&format!("GetClusterStatus at {url}: answered 404")), "{run:?}");
     assert!(run.stderr.contains("this is not Garage's admin API"), "{run:?}");
-}
-
-/// A pipe whose reading end is already closed: every write to it fails with EPIPE.
-fn closed_pipe() -> Stdio {
-    let mut fds = [0; 2];
-    // SAFETY: pipe(2) fills both descriptors; each is owned exactly once below.
-    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-    drop(unsafe { OwnedFd::from_raw_fd(fds[0]) });
-    Stdio::from(unsafe { OwnedFd::from_raw_fd(fds[1]) })
 }
 
 fn run_with_closed_pipes(env: &[(String, String)], stdout: bool, stderr: bool) -> i32 {

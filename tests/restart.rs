@@ -206,7 +206,7 @@ async fn soak_sigkill_at_random_moments_converges_every_time() {
     // RESTART_SOAK_CASES kills landed during a run, that is until that many
     // runs had to talk to the restarted Garage.
     let cases = env_number("RESTART_SOAK_CASES").unwrap_or(30);
-    let seed = env_number("RESTART_SOAK_SEED").unwrap_or_else(rand::random);
+    let seed = env_number("RESTART_SOAK_SEED").unwrap_or_else(|| fastrand::u64(..));
     let max_draws = cases * 10;
     eprintln!("restart soak: seed {seed}, {cases} cases (replay with RESTART_SOAK_SEED={seed})");
     let mut rng = SplitMix64(seed);

@@ -6,10 +6,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use fastrand::Rng;
 use garage_init::desired::RoleTemplate;
 use garage_init::spec;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 const SEEDS: &[&str] = &[
     "{}",
@@ -63,36 +62,36 @@ const TOKENS: &[&str] = &[
     "\u{1F600}",
 ];
 
-fn mutate(rng: &mut StdRng, input: &str) -> String {
+fn mutate(rng: &mut Rng, input: &str) -> String {
     let mut bytes = input.as_bytes().to_vec();
-    for _ in 0..rng.random_range(1..6) {
-        let at = if bytes.is_empty() { 0 } else { rng.random_range(0..=bytes.len()) };
-        match rng.random_range(0..7) {
+    for _ in 0..rng.usize(1..6) {
+        let at = if bytes.is_empty() { 0 } else { rng.usize(0..=bytes.len()) };
+        match rng.usize(0..7) {
             0 if !bytes.is_empty() => {
-                let i = rng.random_range(0..bytes.len());
-                bytes[i] = rng.random();
+                let i = rng.usize(0..bytes.len());
+                bytes[i] = rng.u8(..);
             }
             1 => {
-                let t = TOKENS[rng.random_range(0..TOKENS.len())].as_bytes();
+                let t = TOKENS[rng.usize(0..TOKENS.len())].as_bytes();
                 bytes.splice(at..at, t.iter().copied());
             }
             2 => bytes.truncate(at),
             3 if !bytes.is_empty() => {
-                let end = rng.random_range(at.min(bytes.len())..=bytes.len());
+                let end = rng.usize(at.min(bytes.len())..=bytes.len());
                 let chunk = bytes[at.min(bytes.len())..end].to_vec();
-                bytes.splice(at..at, chunk.into_iter().cycle().take(rng.random_range(0..4000)));
+                bytes.splice(at..at, chunk.into_iter().cycle().take(rng.usize(0..4000)));
             }
             4 => {
-                let depth = rng.random_range(1..3000);
-                let open = if rng.random() { "[" } else { "{a: " };
+                let depth = rng.usize(1..3000);
+                let open = if rng.bool() { "[" } else { "{a: " };
                 bytes.splice(at..at, open.repeat(depth).into_bytes());
             }
             5 if !bytes.is_empty() => {
-                let i = rng.random_range(0..bytes.len());
+                let i = rng.usize(0..bytes.len());
                 bytes.remove(i);
             }
             _ => {
-                let other = SEEDS[rng.random_range(0..SEEDS.len())].as_bytes();
+                let other = SEEDS[rng.usize(0..SEEDS.len())].as_bytes();
                 bytes.splice(at..at, other.iter().copied());
             }
         }
@@ -102,16 +101,17 @@ fn mutate(rng: &mut StdRng, input: &str) -> String {
 
 #[test]
 fn mutated_specs_never_panic_or_hang() {
-    let seed: u64 = std::env::var("SPEC_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
+    let seed: u64 =
+        std::env::var("SPEC_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
     let budget = Duration::from_secs(std::env::var("SPEC_FUZZ_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(10));
     eprintln!("spec fuzz: seed {seed} (replay with SPEC_FUZZ_SEED={seed}), {budget:?}");
-    let mut rng = StdRng::seed_from_u64(seed);
+    let mut rng = Rng::with_seed(seed);
     let template = RoleTemplate { zone: "dc1".into(), capacity: None, tags: vec![] };
     let started = Instant::now();
     let (mut runs, mut accepted) = (0u64, 0u64);
     let mut slowest = Duration::ZERO;
     while started.elapsed() < budget {
-        let base = SEEDS[rng.random_range(0..SEEDS.len())];
+        let base = SEEDS[rng.usize(0..SEEDS.len())];
         let input = mutate(&mut rng, base);
         let one = Instant::now();
         let result = spec::parse(&input, "fuzz.yaml", Path::new("/nonexistent"), &template);

@@ -2,6 +2,9 @@
 //! same settings and defaults as `apply`. The one command that prints the
 //! secret, because the user asked for it.
 
+use std::io::Write;
+use std::path::PathBuf;
+
 use serde_json::json;
 
 use crate::cli::{EnvArgs, EnvFormat};
@@ -97,12 +100,15 @@ impl Connection {
         attrs.iter().map(|a| csv_field(a)).collect::<Vec<_>>().join(",")
     }
 
+    /// What `format` prints; for `github`, what goes to the `GITHUB_ENV` file
+    /// (the mask goes to stdout: [`Connection::github_mask`]).
     pub fn render(&self, format: EnvFormat) -> String {
         match format {
             EnvFormat::Shell => {
                 self.variables().iter().map(|(k, v)| format!("export {k}={}\n", shell_quote(v))).collect()
             }
             EnvFormat::Dotenv => self.variables().iter().map(|(k, v)| format!("{k}={}\n", dotenv_value(v))).collect(),
+            EnvFormat::Github => self.variables().iter().map(|(k, v)| github_env_line(k, v)).collect(),
             EnvFormat::Buildkit => {
                 format!("--export-cache {}\n--import-cache {}\n", self.buildkit_cache(true), self.buildkit_cache(false))
             }
@@ -131,11 +137,45 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The workflow command that makes GitHub Actions mask the secret in every later log line.
+    pub fn github_mask(&self) -> String {
+        let escaped = self.secret_access_key.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+        format!("::add-mask::{escaped}\n")
+    }
+}
+
 /// Runs `env`: prints the settings, or returns the error for the caller to print.
 pub fn run(args: &EnvArgs) -> Result<Code, Error> {
     let connection = Connection::from_args(args)?;
-    crate::out!("{}", connection.render(args.format));
+    match args.format {
+        EnvFormat::Github => to_github_env(&connection, std::env::var_os("GITHUB_ENV").map(PathBuf::from))?,
+        format => crate::out!("{}", connection.render(format)),
+    }
     Ok(Code::Ok)
+}
+
+/// `--format github`: the mask on stdout, where the runner reads workflow
+/// commands, and the variables appended to the file `GITHUB_ENV` names, which
+/// the runner loads into the job's later steps. A mask line in that file
+/// would be a format error, and the variables on stdout would do nothing.
+fn to_github_env(connection: &Connection, path: Option<PathBuf>) -> Result<(), ConfigError> {
+    let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
+        return Err(ConfigError::missing(
+            "GITHUB_ENV",
+            "`--format github` appends the variables to the file GitHub Actions names in GITHUB_ENV, \
+             and it is not set: run it in a workflow step, or use `--format dotenv` for the same KEY=value lines",
+        ));
+    };
+    let cannot =
+        |e: std::io::Error| ConfigError::new("GITHUB_ENV", format!("cannot append to {}: {e}", path.display()));
+    // The runner creates the file: a missing one means GITHUB_ENV is not the runner's.
+    let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(cannot)?;
+    crate::out!("{}", connection.github_mask());
+    file.write_all(connection.render(EnvFormat::Github).as_bytes()).map_err(cannot)?;
+    let names: Vec<&str> = connection.variables().iter().map(|(k, _)| *k).collect();
+    crate::errln!("garage-init: {} set for the job's next steps (GITHUB_ENV); the secret is masked", names.join(", "));
+    Ok(())
 }
 
 /// A POSIX shell word that stands for exactly `value`.
@@ -155,6 +195,18 @@ fn dotenv_value(value: &str) -> String {
         let escaped = value.replace('\\', r"\\").replace('"', "\\\"").replace('$', r"\$");
         format!("\"{escaped}\"")
     }
+}
+
+/// A line of GitHub's environment file: `KEY=value`, or for a value with a
+/// line break, `KEY<<DELIMITER`, the value, and the delimiter alone on a line.
+fn github_env_line(key: &str, value: &str) -> String {
+    if !value.contains(['\n', '\r']) {
+        return format!("{key}={value}\n");
+    }
+    let delimiter = std::iter::repeat_with(|| format!("ghadelimiter_{:016x}", fastrand::u64(..)))
+        .find(|d| !value.contains(d.as_str()))
+        .expect("an endless iterator");
+    format!("{key}<<{delimiter}\n{value}\n{delimiter}\n")
 }
 
 /// BuildKit reads the cache options as one CSV record: a field with a comma or a quote is quoted.
@@ -232,6 +284,21 @@ mod tests {
         assert_eq!(dotenv_value("it's $x"), r#""it's \$x""#);
         assert_eq!(csv_field("region=a,b"), r#""region=a,b""#);
         assert_eq!(csv_field("bucket=b"), "bucket=b");
+    }
+
+    #[test]
+    fn github_values_with_line_breaks_use_a_delimiter_absent_from_the_value() {
+        assert_eq!(github_env_line("AWS_REGION", "garage"), "AWS_REGION=garage\n");
+        let line = github_env_line("K", "a\nb");
+        let (head, rest) = line.split_once('\n').unwrap();
+        let delimiter = head.strip_prefix("K<<ghadelimiter_").map(|d| format!("ghadelimiter_{d}")).unwrap();
+        assert_eq!(rest, format!("a\nb\n{delimiter}\n"));
+    }
+
+    #[test]
+    fn github_mask_escapes_as_a_workflow_command() {
+        let c = Connection { secret_access_key: "a%b\nc".into(), ..Connection::from_args(&args()).unwrap() };
+        assert_eq!(c.github_mask(), "::add-mask::a%25b%0Ac\n");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod stack;
 
 use std::net::TcpListener;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
@@ -66,9 +67,18 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A pipe whose reading end is already closed: every write to it fails with EPIPE.
+pub fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills both descriptors; each is owned exactly once below.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    drop(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+    Stdio::from(unsafe { OwnedFd::from_raw_fd(fds[1]) })
+}
+
 /// A random token, so that a test can search every output for it.
 pub fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes).map(|_| format!("{:02x}", fastrand::u8(..))).collect()
 }
 
 /// One Garage node: its config, its ports, its process when running.
