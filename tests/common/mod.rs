@@ -151,6 +151,11 @@ admin_token = "{token}"
 
     /// Starts `garage server` and returns at once (the admin API answers ~100 ms later).
     pub fn start(&mut self) {
+        self.start_with(&[], &[]);
+    }
+
+    /// Starts `garage server ARGS...` with extra environment variables.
+    pub fn start_with(&mut self, server_args: &[&str], env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("garage.log")).unwrap();
@@ -158,6 +163,8 @@ admin_token = "{token}"
             .arg("-c")
             .arg(self.config_path())
             .arg("server")
+            .args(server_args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "garage=info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
