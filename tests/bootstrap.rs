@@ -21,17 +21,10 @@ fn unsupported() -> Option<String> {
         .then(|| format!("skipped: Garage {version} has no --single-node/--default-bucket (they came in 2.3)"))
 }
 
-/// Starts (or restarts) the node with Garage's bootstrap of garage-init's key and bucket.
+/// Starts (or restarts) the node with Garage's bootstrap of garage-init's key
+/// and bucket; Garage bootstraps before it opens its APIs.
 async fn start_bootstrapped(g: &mut Garage) {
-    g.start_with(
-        &["--single-node", "--default-bucket"],
-        &[
-            ("GARAGE_DEFAULT_ACCESS_KEY", KEY_ID),
-            ("GARAGE_DEFAULT_SECRET_KEY", SECRET),
-            ("GARAGE_DEFAULT_BUCKET", BUCKET),
-        ],
-    );
-    // Garage bootstraps before it opens its APIs.
+    g.start_bootstrapped();
     g.wait_for_admin().await;
 }
 
