@@ -85,6 +85,25 @@ fn garage_init_runs_locked_down_and_no_container_shows_a_secret() {
 
 #[test]
 #[ignore = "needs Docker and the local images: run scripts/test"]
+fn an_admin_token_file_of_your_own_replaces_the_development_one_for_both() {
+    let token = format!("own-token-{}", common::random_hex(16));
+    let stack = Stack::new("owntoken").with_own_admin_token(&token);
+    assert_up(&stack);
+    let status = |bearer: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:3903/v2/GetClusterStatus"])
+            .args(["-H", &format!("Authorization: Bearer {bearer}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(&token), "200", "Garage should take the token of the file");
+    assert_eq!(status(&dev_secret("admin-token")), "403", "Garage should no longer take the development token");
+    assert!(!stack.inspect("garage-init").to_string().contains(&token), "docker inspect shows the token");
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
 fn registry_takes_a_push_and_gives_it_back() {
     let stack = Stack::new("registry");
     assert_up(&stack);

@@ -37,6 +37,8 @@ pub struct Stack {
     pub project: String,
     /// Extra compose files (overrides), after compose.yaml.
     overrides: Vec<PathBuf>,
+    /// Variables for compose's interpolation, on top of the test's environment.
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -63,7 +65,7 @@ fn done(out: Output) -> Done {
 impl Stack {
     pub fn new(name: &str) -> Self {
         let project = format!("gi-e2e-{name}-{}", super::random_hex(3)).replace('_', "-");
-        let stack = Self { project, overrides: Vec::new(), _dir: tempfile::tempdir().unwrap() };
+        let stack = Self { project, overrides: Vec::new(), env: Vec::new(), _dir: tempfile::tempdir().unwrap() };
         // A previous crashed run of the same test cannot hold the ports: tests run one at a time
         // and every stack is removed on drop.
         eprintln!(
@@ -72,6 +74,17 @@ impl Stack {
             garage_image().unwrap_or_else(|| "compose.yaml's default Garage image".into())
         );
         stack
+    }
+
+    /// Points `GARAGE_ADMIN_TOKEN_FILE` at a new file holding `token`, owned by
+    /// garage-init's uid 65532 with mode 0600, as the README says to.
+    pub fn with_own_admin_token(mut self, token: &str) -> Self {
+        let file = self._dir.path().join("own-admin-token");
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&file, Some(65532), Some(65532)).expect("chown to 65532 (the tests run as root)");
+        self.env.push(("GARAGE_ADMIN_TOKEN_FILE".into(), file.display().to_string()));
+        self
     }
 
     /// Gives garage-init, as a file secret like the real one, a token Garage does not have.
@@ -105,6 +118,7 @@ impl Stack {
     pub fn compose(&self, args: &[&str]) -> Done {
         let mut cmd = Command::new("docker");
         cmd.current_dir(repo_root()).arg("compose").arg("-p").arg(&self.project);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("-f").arg(repo_root().join("compose.yaml"));
         for o in &self.overrides {
             cmd.arg("-f").arg(o);
