@@ -7,7 +7,9 @@
 //!
 //! Run with `scripts/bench` (it builds what this needs); `--write` replaces the
 //! results section of BENCHMARKS.md. Options: `--samples N` (default 7),
-//! `--skip-compose`, `--skip-cluster`, and `--baseline PATH`: another
+//! `--skip-compose`, `--skip-cluster`, `--bootstrap-only` (Garage >= 2.3: only
+//! Garage's built-in bootstrap against garage-init, see `bootstrap`; `--write`
+//! then fills BENCHMARKS.md's bootstrap section), and `--baseline PATH`: another
 //! garage-init binary (e.g. built from an earlier commit), measured in the
 //! same samples as G, for a before/after comparison in one run.
 
@@ -47,6 +49,14 @@ fn main() {
 
     let mut out = String::new();
     writeln!(out, "{}", machine()).unwrap();
+    if flag("--bootstrap-only") {
+        writeln!(out, "{}", bootstrap(&bin, samples, &rt)).unwrap();
+        println!("{out}");
+        if flag("--write") {
+            write_section("<!-- bootstrap:begin -->", "<!-- bootstrap:end -->", &out);
+        }
+        return;
+    }
 
     eprintln!("bench: {samples} samples of L and G, alternating");
     let (mut limits, mut inits, mut bases) = (Vec::new(), Vec::new(), Vec::new());
@@ -89,14 +99,18 @@ fn main() {
 
     println!("{out}");
     if flag("--write") {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
-        let doc = std::fs::read_to_string(&path).expect("BENCHMARKS.md");
-        let (begin, end) = ("<!-- results:begin -->", "<!-- results:end -->");
-        let (a, b) = (doc.find(begin).expect("begin marker"), doc.find(end).expect("end marker"));
-        let updated = format!("{}{begin}\n{out}{}", &doc[..a], &doc[b..]);
-        std::fs::write(&path, updated).unwrap();
-        eprintln!("bench: results written to {}", path.display());
+        write_section("<!-- results:begin -->", "<!-- results:end -->", &out);
     }
+}
+
+/// Replaces the text between two markers of BENCHMARKS.md.
+fn write_section(begin: &str, end: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("BENCHMARKS.md");
+    let doc = std::fs::read_to_string(&path).expect("BENCHMARKS.md");
+    let (a, b) = (doc.find(begin).expect("begin marker"), doc.find(end).expect("end marker"));
+    let updated = format!("{}{begin}\n{text}{}", &doc[..a], &doc[b..]);
+    std::fs::write(&path, updated).unwrap();
+    eprintln!("bench: results written to {}", path.display());
 }
 
 fn ms(d: Duration) -> f64 {
@@ -526,4 +540,66 @@ fn cluster(bin: &Path, samples: usize) -> String {
     env.push(("GARAGE_INIT_LOG_FORMAT".into(), "json".into()));
     let traced = traced_run(bin, &env, || nodes.iter_mut().for_each(Garage::start), "three nodes, ms from their start");
     t + "\n" + &traced
+}
+
+// ---- Garage's built-in single-node bootstrap (Garage >= 2.3) ----
+
+/// The first PutObject with the key that succeeds, polled every 2 ms.
+async fn first_put(g: &Garage, t0: Instant) -> Duration {
+    let s3 = common::S3::new(&g.s3_url(), BUCKET, KEY_ID, SECRET);
+    loop {
+        if s3.put("bench/first-put", b"cache blob").await.is_ok() {
+            return t0.elapsed();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "no PutObject succeeded in 60 s; Garage log:\n{}", g.log());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// One fresh Garage per scenario and sample, from `garage server` start:
+/// B, the built-in bootstrap alone, until a PutObject with the key succeeds;
+/// G, garage-init on a plain node, until its exit 0 (its own S3 write proven);
+/// B+G, the built-in bootstrap with garage-init on top, until garage-init's
+/// exit 0 (the compose gate), then the first PutObject of the test itself.
+fn bootstrap(bin: &Path, samples: usize, rt: &tokio::runtime::Runtime) -> String {
+    let version = common::garage_version();
+    eprintln!("bench: Garage {version} built-in bootstrap vs garage-init, {samples} samples, rotating order");
+    let (mut builtin, mut init, mut both, mut both_put) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..samples {
+        for scenario in (0..3).map(|k| (k + i) % 3) {
+            let mut g = Garage::new();
+            let env = g.init_env();
+            let t0 = Instant::now();
+            match scenario {
+                0 => {
+                    g.start_bootstrapped();
+                    builtin.push(ms(rt.block_on(first_put(&g, t0))));
+                }
+                1 => {
+                    g.start();
+                    init.push(ms(run_init(bin, &env, t0).wall));
+                }
+                _ => {
+                    g.start_bootstrapped();
+                    both.push(ms(run_init(bin, &env, t0).wall));
+                    both_put.push(ms(rt.block_on(first_put(&g, t0))));
+                }
+            }
+            g.kill();
+        }
+        eprintln!("  sample {}: B {:.0} ms, G {:.0} ms, B+G {:.0} ms", i + 1, builtin[i], init[i], both[i]);
+    }
+    let mut t = format!(
+        "### Garage {version}: its built-in bootstrap against garage-init ({samples} samples each, rotating order)\n\n"
+    );
+    t.push_str("| from `garage server` start until | median | min – max |\n|---|---|---|\n");
+    t += &row(
+        "**B**: `--single-node --default-bucket` alone: first PutObject with the key succeeds (2 ms polling)",
+        &builtin,
+        "ms",
+    );
+    t += &row("**G**: garage-init on a plain node: exit 0 (its S3 write proven)", &init, "ms");
+    t += &row("**B+G**: both, garage-init on top: garage-init exit 0 (the compose gate)", &both, "ms");
+    t += &row("B+G: the bench's own first PutObject, right after", &both_put, "ms");
+    t
 }

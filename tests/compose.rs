@@ -12,6 +12,9 @@ use common::stack::*;
 fn assert_up(stack: &Stack) {
     let up = stack.up();
     assert_eq!(up.code, 0, "up failed: {up:?}\ngarage-init log:\n{}", stack.logs("garage-init"));
+    if let Some(image) = garage_image() {
+        assert_eq!(stack.inspect("garage")["Config"]["Image"], image.as_str(), "GARAGE_IMAGE not used");
+    }
 }
 
 #[test]
@@ -37,6 +40,66 @@ fn up_wait_returns_a_ready_stack_that_buildkit_can_use() {
     assert_eq!(code, 0, "{result}");
     assert_eq!(result["matches"], true, "{result}");
     assert_eq!(result["deleted"], true, "{result}");
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn garage_init_runs_locked_down_and_no_container_shows_a_secret() {
+    let stack = Stack::new("hardening");
+    assert_up(&stack);
+
+    let init = stack.inspect("garage-init");
+    let host = &init["HostConfig"];
+    assert_eq!(host["ReadonlyRootfs"], true, "{host}");
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]), "{host}");
+    assert!(
+        host["SecurityOpt"].as_array().into_iter().flatten().any(|o| o == "no-new-privileges:true"),
+        "{}",
+        host["SecurityOpt"]
+    );
+    assert_eq!(init["Config"]["User"], "65532:65532");
+
+    // The credentials are files under /run/secrets: neither the environment
+    // nor anything else `docker inspect` shows holds their values.
+    let secrets = [("admin token", dev_secret("admin-token")), ("RPC secret", dev_secret("rpc-secret"))];
+    for service in ["garage", "garage-init", "registry"] {
+        let inspect = stack.inspect(service);
+        // Null when neither the image nor compose sets a variable.
+        let env = inspect["Config"]["Env"].as_array().cloned().unwrap_or_default();
+        let names: Vec<&str> = env.iter().filter_map(|e| e.as_str()?.split('=').next()).collect();
+        for (what, value) in &secrets {
+            assert!(
+                !inspect.to_string().contains(value.as_str()),
+                "docker inspect {service} shows the {what}; env: {names:?}"
+            );
+        }
+        for name in ["GARAGE_ADMIN_TOKEN", "GARAGE_RPC_SECRET", "GARAGE_INIT_ADMIN_TOKEN"] {
+            assert!(!names.contains(&name), "{service} has {name} in its environment");
+        }
+    }
+    let env = |service: &str| stack.inspect(service)["Config"]["Env"].to_string();
+    assert!(env("garage-init").contains("\"GARAGE_INIT_ADMIN_TOKEN_FILE=/run/secrets/admin-token\""));
+    assert!(env("garage").contains("\"GARAGE_ADMIN_TOKEN_FILE=/run/secrets/admin-token\""));
+    assert!(env("garage").contains("\"GARAGE_RPC_SECRET_FILE=/run/secrets/rpc-secret\""));
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn an_admin_token_file_of_your_own_replaces_the_development_one_for_both() {
+    let token = format!("own-token-{}", common::random_hex(16));
+    let stack = Stack::new("owntoken").with_own_admin_token(&token);
+    assert_up(&stack);
+    let status = |bearer: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:3903/v2/GetClusterStatus"])
+            .args(["-H", &format!("Authorization: Bearer {bearer}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(status(&token), "200", "Garage should take the token of the file");
+    assert_eq!(status(&dev_secret("admin-token")), "403", "Garage should no longer take the development token");
+    assert!(!stack.inspect("garage-init").to_string().contains(&token), "docker inspect shows the token");
 }
 
 #[test]
@@ -163,7 +226,7 @@ fn every_published_port_binds_to_loopback_only() {
 #[test]
 #[ignore = "needs Docker and the local images: run scripts/test"]
 fn wrong_admin_token_fails_up_with_garage_inits_auth_code() {
-    let stack = Stack::new("badtoken").with_override(WRONG_TOKEN_OVERRIDE);
+    let stack = Stack::new("badtoken").with_wrong_admin_token();
     let up = stack.up();
     assert_ne!(up.code, 0, "{up:?}");
     let said = up.stdout.clone() + &up.stderr;

@@ -502,7 +502,7 @@ mod e2e {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use super::common::stack::{Stack, WRONG_TOKEN_OVERRIDE};
+    use super::common::stack::Stack;
 
     /// Runs garage-init on the host with the stack's default addresses.
     fn host_command(args: &[&str]) -> Command {
@@ -598,7 +598,7 @@ mod e2e {
     #[test]
     #[ignore = "needs Docker and the local images: run scripts/test"]
     fn status_after_a_wrong_token_shows_exit_code_4_its_meaning_and_the_log() {
-        let stack = Stack::new("status-badtoken").with_override(WRONG_TOKEN_OVERRIDE);
+        let stack = Stack::new("status-badtoken").with_wrong_admin_token();
         let up = stack.up();
         assert_ne!(up.code, 0, "{up:?}");
 

@@ -161,6 +161,25 @@ admin_token = "{token}"
 
     /// Starts `garage server` and returns at once (the admin API answers ~100 ms later).
     pub fn start(&mut self) {
+        self.start_with(&[], &[]);
+    }
+
+    /// Starts `garage server --single-node --default-bucket`: Garage >= 2.3
+    /// then creates a layout role, garage-init's default key and bucket and
+    /// the grant itself, before it opens its APIs.
+    pub fn start_bootstrapped(&mut self) {
+        self.start_with(
+            &["--single-node", "--default-bucket"],
+            &[
+                ("GARAGE_DEFAULT_ACCESS_KEY", stack::KEY_ID),
+                ("GARAGE_DEFAULT_SECRET_KEY", stack::SECRET),
+                ("GARAGE_DEFAULT_BUCKET", "buildkit-cache"),
+            ],
+        );
+    }
+
+    /// Starts `garage server ARGS...` with extra environment variables.
+    pub fn start_with(&mut self, server_args: &[&str], env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("garage.log")).unwrap();
@@ -168,6 +187,8 @@ admin_token = "{token}"
             .arg("-c")
             .arg(self.config_path())
             .arg("server")
+            .args(server_args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "garage=info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

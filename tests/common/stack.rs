@@ -2,8 +2,10 @@
 //! engine, one uniquely named compose project per test, always taken down
 //! (with its volumes) when the test ends, passed or failed.
 //!
-//! The images must exist locally (`scripts/test` builds them offline):
-//! `dxflrs/garage:v2.1.0`, `registry:2`, `garage-init:local`. The registry UI
+//! The images must exist locally (`scripts/test` builds them offline): the
+//! Garage image named by `GARAGE_IMAGE` (compose.yaml's default
+//! `dxflrs/garage:v2.1.0` when unset), compose.yaml's `registry:2.x.y`, and
+//! `GARAGE_INIT_IMAGE` (default `garage-init:local`). The registry UI
 //! image cannot be had on machines without a registry, so these tests scale
 //! `registry-ui` to 0 and say so.
 
@@ -19,14 +21,24 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A compose override that gives garage-init a token Garage does not have.
-pub const WRONG_TOKEN_OVERRIDE: &str =
-    "services:\n  garage-init:\n    environment:\n      GARAGE_INIT_ADMIN_TOKEN: not-the-admin-token\n";
+/// The Garage image asked for through `GARAGE_IMAGE` (compose.yaml reads the
+/// same variable); `None` means compose.yaml's default.
+pub fn garage_image() -> Option<String> {
+    std::env::var("GARAGE_IMAGE").ok().filter(|i| !i.is_empty())
+}
+
+/// A development secret compose.yaml mounts, trimmed: `admin-token` or `rpc-secret`.
+pub fn dev_secret(name: &str) -> String {
+    let path = repo_root().join("infrastructure/dev-secrets").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).trim().to_string()
+}
 
 pub struct Stack {
     pub project: String,
     /// Extra compose files (overrides), after compose.yaml.
     overrides: Vec<PathBuf>,
+    /// Variables for compose's interpolation, on top of the test's environment.
+    env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -53,11 +65,40 @@ fn done(out: Output) -> Done {
 impl Stack {
     pub fn new(name: &str) -> Self {
         let project = format!("gi-e2e-{name}-{}", super::random_hex(3)).replace('_', "-");
-        let stack = Self { project, overrides: Vec::new(), _dir: tempfile::tempdir().unwrap() };
+        let stack = Self { project, overrides: Vec::new(), env: Vec::new(), _dir: tempfile::tempdir().unwrap() };
         // A previous crashed run of the same test cannot hold the ports: tests run one at a time
         // and every stack is removed on drop.
-        eprintln!("e2e: compose project {} (registry-ui left out: its image is not available offline)", stack.project);
+        eprintln!(
+            "e2e: compose project {} with {} (registry-ui left out: its image is not available offline)",
+            stack.project,
+            garage_image().unwrap_or_else(|| "compose.yaml's default Garage image".into())
+        );
         stack
+    }
+
+    /// Points `GARAGE_ADMIN_TOKEN_FILE` at a new file holding `token`, owned by
+    /// garage-init's uid 65532 with mode 0600, as the README says to.
+    pub fn with_own_admin_token(mut self, token: &str) -> Self {
+        let file = self._dir.path().join("own-admin-token");
+        std::fs::write(&file, format!("{token}\n")).unwrap();
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        std::os::unix::fs::chown(&file, Some(65532), Some(65532)).expect("chown to 65532 (the tests run as root)");
+        self.env.push(("GARAGE_ADMIN_TOKEN_FILE".into(), file.display().to_string()));
+        self
+    }
+
+    /// Gives garage-init, as a file secret like the real one, a token Garage does not have.
+    pub fn with_wrong_admin_token(self) -> Self {
+        let file = self._dir.path().join("wrong-admin-token");
+        std::fs::write(&file, "not-the-admin-token\n").unwrap();
+        // Bind-mounted as is: garage-init (uid 65532) must be able to read it.
+        std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+        self.with_override(&format!(
+            "services:\n  garage-init:\n    secrets: [wrong-admin-token]\n    environment:\n      \
+             GARAGE_INIT_ADMIN_TOKEN_FILE: /run/secrets/wrong-admin-token\n\
+             secrets:\n  wrong-admin-token:\n    file: {}\n",
+            file.display()
+        ))
     }
 
     /// Adds one of the repository's compose files, after compose.yaml.
@@ -77,6 +118,7 @@ impl Stack {
     pub fn compose(&self, args: &[&str]) -> Done {
         let mut cmd = Command::new("docker");
         cmd.current_dir(repo_root()).arg("compose").arg("-p").arg(&self.project);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("-f").arg(repo_root().join("compose.yaml"));
         for o in &self.overrides {
             cmd.arg("-f").arg(o);
