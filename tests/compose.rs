@@ -17,6 +17,16 @@ fn assert_up(stack: &Stack) {
     }
 }
 
+/// The HTTP status the stack's admin API answers `GetClusterStatus` with, for `bearer`.
+fn admin_status(bearer: &str) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:3903/v2/GetClusterStatus"])
+        .args(["-H", &format!("Authorization: Bearer {bearer}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[test]
 #[ignore = "needs Docker and the local images: run scripts/test"]
 fn up_wait_returns_a_ready_stack_that_buildkit_can_use() {
@@ -29,11 +39,26 @@ fn up_wait_returns_a_ready_stack_that_buildkit_can_use() {
     assert_eq!(init["State"]["Status"], "exited");
     assert_eq!(init["State"]["ExitCode"], 0);
     let log = stack.logs("garage-init");
-    for (resource, outcome) in outcomes(&log) {
+    let seen = outcomes(&log);
+    assert_eq!(seen.len(), 6, "{log}");
+    for (resource, outcome) in seen {
         let want = if resource == "s3 check" { "passed" } else { "created" };
         assert_eq!(outcome, want, "{resource}: {log}");
     }
-    assert_eq!(outcomes(&log).len(), 5, "{log}");
+    // The stack's default lifecycle rules, read back by boto3: expire after 30
+    // days, abort incomplete uploads after 1.
+    let mut rules: Vec<(String, String)> = lifecycle_rules()
+        .iter()
+        .map(|r| {
+            let days = r["Expiration"]["Days"].to_string()
+                + "/"
+                + &r["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"].to_string();
+            (r["ID"].as_str().unwrap_or("").to_string(), days)
+        })
+        .collect();
+    rules.sort();
+    let want = [("garage-init-abort-incomplete-uploads", "null/1"), ("garage-init-expire-objects", "30/null")];
+    assert_eq!(rules, want.map(|(a, b)| (a.to_string(), b.to_string())), "{log}");
 
     // As BuildKit's S3 cache would: boto3 on the host, path-style, region garage.
     let (code, result) = boto3("roundtrip", "e2e/up");
@@ -89,17 +114,23 @@ fn an_admin_token_file_of_your_own_replaces_the_development_one_for_both() {
     let token = format!("own-token-{}", common::random_hex(16));
     let stack = Stack::new("owntoken").with_own_admin_token(&token);
     assert_up(&stack);
-    let status = |bearer: &str| {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:3903/v2/GetClusterStatus"])
-            .args(["-H", &format!("Authorization: Bearer {bearer}")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    assert_eq!(status(&token), "200", "Garage should take the token of the file");
-    assert_eq!(status(&dev_secret("admin-token")), "403", "Garage should no longer take the development token");
+    assert_eq!(admin_status(&token), "200", "Garage should take the token of the file");
+    assert_eq!(admin_status(&dev_secret("admin-token")), "403", "Garage should no longer take the development token");
     assert!(!stack.inspect("garage-init").to_string().contains(&token), "docker inspect shows the token");
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn garage_admin_token_set_in_the_environment_still_overrides_the_file_for_both() {
+    let token = format!("env-token-{}", common::random_hex(16));
+    let stack = Stack::new("envtoken").with_env("GARAGE_ADMIN_TOKEN", &token);
+    assert_up(&stack);
+    assert_eq!(admin_status(&token), "200", "Garage should take the token of GARAGE_ADMIN_TOKEN");
+    assert_eq!(admin_status(&dev_secret("admin-token")), "403", "Garage should no longer take the file's token");
+    // garage-init converged with it too (assert_up), and each reads the value, not the file.
+    let env = |service: &str| stack.inspect(service)["Config"]["Env"].to_string();
+    assert!(env("garage").contains("\"GARAGE_ADMIN_TOKEN_FILE_UNUSED=/run/secrets/admin-token\""), "{}", env("garage"));
+    assert!(env("garage-init").contains("GARAGE_INIT_ADMIN_TOKEN_FILE_UNUSED="), "{}", env("garage-init"));
 }
 
 #[test]
@@ -139,7 +170,7 @@ fn garage_init_run_again_changes_nothing() {
     let run = stack.compose(&["run", "--rm", "--no-deps", "garage-init"]);
     assert_eq!(run.code, 0, "{run:?}");
     let outcomes = outcomes(&run.stdout);
-    assert_eq!(outcomes.len(), 5, "{run:?}");
+    assert_eq!(outcomes.len(), 6, "{run:?}");
     for (resource, outcome) in outcomes {
         let want = if resource == "s3 check" { "passed" } else { "unchanged" };
         assert_eq!(outcome, want, "{resource}: {run:?}");
@@ -188,7 +219,7 @@ fn down_keeps_the_data_and_down_v_starts_afresh() {
     assert_eq!(down.code, 0, "{down:?}");
     assert_up(&stack);
     let log = stack.logs("garage-init");
-    assert_eq!(outcomes(&log).iter().filter(|(_, o)| o == "created").count(), 4, "after down -v: {log}");
+    assert_eq!(outcomes(&log).iter().filter(|(_, o)| o == "created").count(), 5, "after down -v: {log}");
     let (code, gone) = boto3("get", "e2e/survives-down");
     assert_eq!(code, 1, "the object should be gone after down -v: {gone}");
     assert!(gone["error"].as_str().unwrap_or("").contains("NoSuchKey"), "{gone}");

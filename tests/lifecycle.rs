@@ -20,7 +20,7 @@ fn lifecycle_env(g: &Garage, expire: &str, abort: &str) -> Vec<(String, String)>
 
 /// The bucket's rules as boto3 reads them, sorted by id.
 fn rules(g: &Garage) -> Vec<Value> {
-    let mut rules = boto3_lifecycle(g, BUCKET, KEY, "get", None)["rules"].as_array().unwrap().clone();
+    let mut rules = boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "get", None)["rules"].as_array().unwrap().clone();
     rules.sort_by_key(|r| r["ID"].as_str().unwrap_or("").to_string());
     rules
 }
@@ -104,7 +104,7 @@ async fn a_changed_declaration_updates_the_rules_and_off_removes_only_ours() {
     // Someone adds a rule of their own; turning garage-init's rules off keeps it.
     let mut all = rules(&g);
     all.push(foreign_rule());
-    boto3_lifecycle(&g, BUCKET, KEY, "put", Some(&Value::Array(all)));
+    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&Value::Array(all)));
     let run = garage_init(&lifecycle_env(&g, "off", "0"), &[]).await;
     assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("updated")), "{run:?}");
     assert!(run.stdout.contains("1 other rule kept"), "{run:?}");
@@ -116,7 +116,7 @@ async fn a_foreign_rule_is_kept_and_reported_as_drift_when_it_also_expires_objec
     let g = Garage::started().await;
     // The bucket and the key first, without lifecycle rules; then someone's own rule.
     assert_eq!(garage_init(&g.init_env(), &[]).await.code, 0);
-    boto3_lifecycle(&g, BUCKET, KEY, "put", Some(&json!([foreign_rule()])));
+    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&json!([foreign_rule()])));
 
     let env = lifecycle_env(&g, "30", "1");
     let run = garage_init(&env, &[]).await;
@@ -137,7 +137,7 @@ async fn a_foreign_rule_is_kept_and_reported_as_drift_when_it_also_expires_objec
 async fn a_bucket_without_a_declared_lifecycle_is_left_as_it_is() {
     let g = Garage::started().await;
     assert_eq!(garage_init(&g.init_env(), &[]).await.code, 0);
-    boto3_lifecycle(&g, BUCKET, KEY, "put", Some(&json!([foreign_rule(), expire_rule(90)])));
+    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&json!([foreign_rule(), expire_rule(90)])));
     let before = rules(&g);
     let writes = lifecycle_writes(&g).await;
 

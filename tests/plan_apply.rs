@@ -216,11 +216,12 @@ async fn plan_lists_what_apply_does_from_fresh_node_with_lifecycle_rules() {
 async fn plan_lists_what_apply_does_from_changed_lifecycle_beside_a_foreign_rule() {
     let g = Garage::started().await;
     assert_eq!(garage_init(&lifecycle_env(&g, "30"), &[]).await.code, 0);
-    let mut rules = boto3_lifecycle(&g, BUCKET, (KEY_ID, SECRET), "get", None)["rules"].as_array().unwrap().clone();
+    let mut rules =
+        boto3_lifecycle(&g.s3_url(), BUCKET, (KEY_ID, SECRET), "get", None)["rules"].as_array().unwrap().clone();
     rules.push(
         json!({"ID": "expire-tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 2}}),
     );
-    boto3_lifecycle(&g, BUCKET, (KEY_ID, SECRET), "put", Some(&serde_json::Value::Array(rules)));
+    boto3_lifecycle(&g.s3_url(), BUCKET, (KEY_ID, SECRET), "put", Some(&serde_json::Value::Array(rules)));
 
     let (plan, apply) = plan_then_apply(&lifecycle_env(&g, "7"), "changed lifecycle").await;
     assert_eq!((plan.code, apply.code), (10, 0), "{plan:?}\n{apply:?}");

@@ -420,31 +420,31 @@ pub fn with(env: &[(String, String)], key: &str, value: &str) -> Vec<(String, St
     env
 }
 
-/// The Python with boto3 that `scripts/install-deps` makes: the tests' independent S3 client.
-pub fn boto3_python() -> String {
-    std::env::var("E2E_PYTHON").unwrap_or_else(|_| {
+/// Runs one of the boto3 scripts of `tests/support` (the tests' independent
+/// S3 client, in the virtualenv `scripts/install-deps` makes): its exit code
+/// and the JSON object it printed.
+pub fn boto3_script(script: &str, args: &[&str]) -> (i32, Value) {
+    let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| {
         let cache = std::env::var("GARAGE_INIT_CACHE_DIR").unwrap_or_else(|_| "/opt/garage-init-cache".into());
         format!("{cache}/venv/bin/python")
-    })
+    });
+    assert!(Path::new(&python).exists(), "{python} missing: run scripts/install-deps (it creates the boto3 venv)");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support").join(script);
+    let out = std::process::Command::new(python).arg(path).args(args).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| panic!("{script} printed no JSON: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), json)
 }
 
 /// A bucket's lifecycle rules through boto3 (`tests/support/s3_lifecycle.py`):
 /// `get` returns `{"rules": [...]}` in boto3's shape, `put` writes `rules`.
-pub fn boto3_lifecycle(g: &Garage, bucket: &str, key: (&str, &str), op: &str, rules: Option<&Value>) -> Value {
-    let python = boto3_python();
-    assert!(Path::new(&python).exists(), "{python} missing: run scripts/install-deps (it creates the boto3 venv)");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/s3_lifecycle.py");
-    let mut cmd = std::process::Command::new(python);
-    cmd.arg(script).args([g.s3_url().as_str(), bucket, key.0, key.1, REGION, op]);
-    if let Some(rules) = rules {
-        cmd.arg(rules.to_string());
-    }
-    let out = cmd.output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json: Value = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
-        panic!("s3_lifecycle.py printed no JSON: {text}\n{}", String::from_utf8_lossy(&out.stderr))
-    });
-    assert!(out.status.success(), "boto3 {op} on {bucket}: {json}");
+pub fn boto3_lifecycle(s3_url: &str, bucket: &str, key: (&str, &str), op: &str, rules: Option<&Value>) -> Value {
+    let rules = rules.map(Value::to_string);
+    let mut args = vec![s3_url, bucket, key.0, key.1, REGION, op];
+    args.extend(rules.as_deref());
+    let (code, json) = boto3_script("s3_lifecycle.py", &args);
+    assert_eq!(code, 0, "boto3 {op} on {bucket}: {json}");
     json
 }
 

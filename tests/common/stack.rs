@@ -9,7 +9,7 @@
 //! image cannot be had on machines without a registry, so these tests scale
 //! `registry-ui` to 0 and say so.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -84,6 +84,12 @@ impl Stack {
         std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         std::os::unix::fs::chown(&file, Some(65532), Some(65532)).expect("chown to 65532 (the tests run as root)");
         self.env.push(("GARAGE_ADMIN_TOKEN_FILE".into(), file.display().to_string()));
+        self
+    }
+
+    /// Sets a variable for compose's interpolation (`GARAGE_ADMIN_TOKEN`, ...).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
         self
     }
 
@@ -165,26 +171,21 @@ impl Drop for Stack {
 
 /// The independent S3 client (boto3, path-style, region `garage`) on the host.
 pub fn boto3(op: &str, object: &str) -> (i32, Value) {
-    let python = std::env::var("E2E_PYTHON").unwrap_or_else(|_| {
-        let cache = std::env::var("GARAGE_INIT_CACHE_DIR").unwrap_or_else(|_| "/opt/garage-init-cache".into());
-        format!("{cache}/venv/bin/python")
-    });
-    assert!(Path::new(&python).exists(), "{python} missing: run scripts/install-deps (it creates the boto3 venv)");
-    let out = Command::new(python)
-        .arg(repo_root().join("tests/support/s3_roundtrip.py"))
-        .args(["http://127.0.0.1:3900", "buildkit-cache", KEY_ID, SECRET, "garage", op, object])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json = serde_json::from_str(text.trim()).unwrap_or_else(|_| {
-        panic!("s3_roundtrip.py printed no JSON: {text}\n{}", String::from_utf8_lossy(&out.stderr))
-    });
-    (out.status.code().unwrap_or(-1), json)
+    super::boto3_script(
+        "s3_roundtrip.py",
+        &["http://127.0.0.1:3900", "buildkit-cache", KEY_ID, SECRET, "garage", op, object],
+    )
+}
+
+/// The stack's bucket's lifecycle rules, as boto3 reads them.
+pub fn lifecycle_rules() -> Vec<Value> {
+    let got = super::boto3_lifecycle("http://127.0.0.1:3900", "buildkit-cache", (KEY_ID, SECRET), "get", None);
+    got["rules"].as_array().cloned().unwrap_or_default()
 }
 
 /// The report lines of garage-init's last run: `resource -> outcome`.
 pub fn outcomes(log: &str) -> Vec<(String, String)> {
-    ["layout", "key", "bucket", "grant", "s3 check"]
+    ["layout", "key", "bucket", "grant", "lifecycle", "s3 check"]
         .iter()
         .filter_map(|r| {
             let line = log.lines().rev().find(|l| l.starts_with(&format!("{r} ")))?;
