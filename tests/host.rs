@@ -502,7 +502,7 @@ mod e2e {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
-    use super::common::stack::Stack;
+    use super::common::stack::{Stack, repo_root};
 
     /// Runs garage-init on the host with the stack's default addresses.
     fn host_command(args: &[&str]) -> Command {
@@ -593,6 +593,16 @@ mod e2e {
         assert_eq!(names, ["garage", "garage-init", "registry"], "{status}");
         assert!(services.iter().all(|s| s["ready"] == true), "{status}");
         assert_eq!(status["docker"]["api_version"], "1.41", "Docker 20.10 here: {status}");
+        // The stack's default lifecycle rules, and (with the development token file) the bucket's size.
+        let cache = &status["cache"];
+        let expiry: Vec<&serde_json::Value> =
+            cache["lifecycle"].as_array().into_iter().flatten().map(|r| &r["expire_after_days"]).collect();
+        assert!(expiry.contains(&&serde_json::Value::from(30)), "{cache}");
+
+        let token = repo_root().join("infrastructure/dev-secrets/admin-token");
+        let out = run(host_command(&["status", "-p", &stack.project]).env("GARAGE_INIT_ADMIN_TOKEN_FILE", &token));
+        let line = out.stdout.lines().find(|l| l.starts_with("Cache: buildkit-cache: ")).unwrap_or_default();
+        assert!(line.contains(" objects, ") && line.contains("expires objects after 30 days"), "{out:?}");
     }
 
     #[test]
