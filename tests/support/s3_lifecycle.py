@@ -10,20 +10,12 @@ Usage: s3_lifecycle.py ENDPOINT BUCKET ACCESS_KEY_ID SECRET_ACCESS_KEY REGION OP
 import json
 import sys
 
-import boto3
-from botocore.config import Config
+from s3client import client
 
 
 def main() -> int:
     endpoint, bucket, key_id, secret, region, op = sys.argv[1:7]
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        region_name=region,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
+    s3 = client(endpoint, key_id, secret, region)
     result = {"op": op}
     try:
         if op == "get":

@@ -9,21 +9,13 @@ import hashlib
 import json
 import sys
 
-import boto3
-from botocore.config import Config
+from s3client import client
 
 
 def main() -> int:
     endpoint, bucket, key_id, secret, region, op = sys.argv[1:7]
     obj = sys.argv[7] if len(sys.argv) > 7 else "e2e/roundtrip"
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=key_id,
-        aws_secret_access_key=secret,
-        region_name=region,
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
+    s3 = client(endpoint, key_id, secret, region)
     body = b"buildkit cache layer " + bytes(range(256))
     result = {"op": op, "object": obj}
     try:
