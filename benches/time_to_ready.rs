@@ -59,16 +59,19 @@ fn main() {
     }
 
     eprintln!("bench: {samples} samples of L and G, alternating");
-    let (mut limits, mut inits, mut bases) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut limits, mut inits, mut bases, mut kept) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let base = |b: &Path| init_sample(b, &[]);
     for i in 0..samples {
         // Alternate which goes first, so drift of the machine hits both.
         if i % 2 == 0 {
             limits.push(rt.block_on(limit_sample()));
-            inits.push(init_sample(&bin));
-            bases.extend(baseline.as_deref().map(init_sample));
+            inits.push(init_sample(&bin, &[]));
+            kept.push(init_sample(&bin, STACK_LIFECYCLE));
+            bases.extend(baseline.as_deref().map(base));
         } else {
-            bases.extend(baseline.as_deref().map(init_sample));
-            inits.push(init_sample(&bin));
+            bases.extend(baseline.as_deref().map(base));
+            kept.push(init_sample(&bin, STACK_LIFECYCLE));
+            inits.push(init_sample(&bin, &[]));
             limits.push(rt.block_on(limit_sample()));
         }
         eprintln!(
@@ -81,6 +84,7 @@ fn main() {
         );
     }
     writeln!(out, "{}", fresh_table(&limits, &inits)).unwrap();
+    writeln!(out, "{}", lifecycle_table(&limits, &inits, &kept)).unwrap();
     if !bases.is_empty() {
         writeln!(out, "{}", baseline_table(&limits, &inits, &bases)).unwrap();
     }
@@ -251,9 +255,10 @@ const SETTLE: Duration = Duration::from_secs(2);
 
 /// G: garage-init started at the same moment as a fresh Garage, until exit 0;
 /// then, after [`SETTLE`], a second run on the converged node.
-fn init_sample(bin: &Path) -> Init {
+fn init_sample(bin: &Path, extra: &[(&str, &str)]) -> Init {
     let mut g = Garage::new();
-    let env = g.init_env();
+    let mut env = g.init_env();
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let t0 = Instant::now();
     g.start();
     let first = run_init(bin, &env, t0);
@@ -281,6 +286,28 @@ fn fresh_table(l: &[Limit], g: &[Init]) -> String {
     t += &row("**second run on a converged node** (2 s later): wall", &f(&|i| ms(g[i].second.wall)), "ms");
     t += &row("second run: CPU time", &f(&|i| ms(g[i].second.cpu)), "ms");
     t += &row("second run: peak RSS", &f(&|i| g[i].second.max_rss_kib as f64 / 1024.0), "MiB");
+    t
+}
+
+/// The lifecycle settings compose.yaml gives garage-init.
+const STACK_LIFECYCLE: &[(&str, &str)] =
+    &[("GARAGE_INIT_EXPIRE_AFTER_DAYS", "30"), ("GARAGE_INIT_ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS", "1")];
+
+/// What declaring the stack's lifecycle rules costs: one S3 write on a fresh
+/// node, one S3 read on a converged one.
+fn lifecycle_table(l: &[Limit], g: &[Init], k: &[Init]) -> String {
+    let f = |v: &dyn Fn(usize) -> f64| (0..l.len()).map(v).collect::<Vec<f64>>();
+    let mut t = format!(
+        "### With the stack's lifecycle rules declared, in the same samples ({} each)
+
+",
+        l.len()
+    );
+    t.push_str("| measure | median | min – max |\n|---|---|---|\n");
+    t += &row("G − L, no lifecycle declared", &f(&|i| ms(g[i].first.wall) - ms(l[i].done)), "ms");
+    t += &row("G − L, lifecycle rules declared (30 days, 1 day)", &f(&|i| ms(k[i].first.wall) - ms(l[i].done)), "ms");
+    t += &row("second run, no lifecycle declared", &f(&|i| ms(g[i].second.wall)), "ms");
+    t += &row("second run, lifecycle rules declared (one S3 read)", &f(&|i| ms(k[i].second.wall)), "ms");
     t
 }
 
