@@ -30,6 +30,9 @@ const PROBE_BYTES: usize = 1024;
 /// S3 answers to the probe are its 1 KiB object or an error document: a
 /// larger answer is not an S3 API's, and is not read past this.
 const MAX_ANSWER_BYTES: usize = 64 << 10;
+/// A lifecycle configuration holds at most 1000 rules (S3's limit) of a few
+/// hundred bytes each; someone else's may be that long.
+const MAX_LIFECYCLE_BYTES: usize = 1 << 20;
 
 /// Why one round trip failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +62,7 @@ impl std::fmt::Display for Failure {
             }
             Self::Setup(reason) => write!(f, "cannot build the S3 request: {reason}"),
             Self::TooLarge { op, limit } => {
-                write!(f, "{op} answered with more than {}, which no S3 API sends for the probe", human_limit(*limit))
+                write!(f, "{op} answered with more than {}, more than an S3 API sends to it", human_limit(*limit))
             }
         }
     }
@@ -184,9 +187,7 @@ impl Prover {
         let ms = took.as_millis();
         Ok(format!("PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)", key.id))
     }
-}
 
-impl Prover {
     pub fn url(&self) -> &Url {
         &self.s3_url
     }
@@ -218,7 +219,7 @@ impl Prover {
         let bucket = self.bucket(bucket_name)?;
         let url = self.lifecycle_url(&bucket, key, Method::Get);
         let op = "GetBucketLifecycleConfiguration";
-        match send(op, self.http.get(url)).await {
+        match send(op, self.http.get(url), MAX_LIFECYCLE_BYTES).await {
             Ok(body) => lifecycle::parse(&String::from_utf8_lossy(&body)).map_err(|why| Failure::Status {
                 op,
                 status: 200,
@@ -237,11 +238,11 @@ impl Prover {
         let bucket = self.bucket(bucket_name)?;
         let sent = if rules.is_empty() {
             let url = self.lifecycle_url(&bucket, key, Method::Delete);
-            send("DeleteBucketLifecycle", self.http.delete(url)).await
+            send("DeleteBucketLifecycle", self.http.delete(url), MAX_ANSWER_BYTES).await
         } else {
             let url = self.lifecycle_url(&bucket, key, Method::Put);
             let request = self.http.put(url).header("content-type", "application/xml").body(lifecycle::render(rules));
-            send("PutBucketLifecycleConfiguration", request).await
+            send("PutBucketLifecycleConfiguration", request, MAX_ANSWER_BYTES).await
         };
         sent.map(drop).map_err(owner_needed)
     }
@@ -263,19 +264,14 @@ fn owner_needed(f: Failure) -> Failure {
 
 /// The error a failed lifecycle read or write ends a run with.
 pub fn lifecycle_error(s3_url: &Url, bucket: &str, failure: Failure) -> Error {
-    let code = failure.s3_code().unwrap_or_default().to_string();
-    Error::Lifecycle {
-        bucket: bucket.to_string(),
-        url: display_url(s3_url),
-        reason: failure.to_string(),
-        hint: hint_for(&code),
-    }
+    let hint = hint_for(failure.s3_code().unwrap_or_default());
+    Error::Lifecycle { bucket: bucket.to_string(), url: display_url(s3_url), reason: failure.to_string(), hint }
 }
 
 /// The error a failed proof ends a run with.
 pub fn verify_error(s3_url: &Url, failure: Failure) -> Error {
-    let code = failure.s3_code().unwrap_or_default().to_string();
-    Error::Verify { url: display_url(s3_url), reason: failure.to_string(), hint: hint_for(&code) }
+    let hint = hint_for(failure.s3_code().unwrap_or_default());
+    Error::Verify { url: display_url(s3_url), reason: failure.to_string(), hint }
 }
 
 struct Probe<'a> {
@@ -288,25 +284,25 @@ struct Probe<'a> {
 impl Probe<'_> {
     async fn round_trip(&self, body: &[u8]) -> Result<(), Failure> {
         let put = PutObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
-        send("PUT", self.http.put(put).body(body.to_vec())).await?;
+        send("PUT", self.http.put(put).body(body.to_vec()), MAX_ANSWER_BYTES).await?;
 
         let get = GetObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
-        let got = send("GET", self.http.get(get)).await?;
+        let got = send("GET", self.http.get(get), MAX_ANSWER_BYTES).await?;
         let matches = got.as_slice() == body;
 
         // Clean up even when the bytes differ.
         let delete = DeleteObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
-        send("DELETE", self.http.delete(delete)).await?;
+        send("DELETE", self.http.delete(delete), MAX_ANSWER_BYTES).await?;
 
         if matches { Ok(()) } else { Err(Failure::Mismatch { got: got.len() }) }
     }
 }
 
-/// Sends one S3 request; its answer's body, or the S3 error it carries.
-async fn send(op: &'static str, request: reqwest::RequestBuilder) -> Result<Vec<u8>, Failure> {
+/// Sends one S3 request; its answer's body (read up to `limit`), or the S3 error it carries.
+async fn send(op: &'static str, request: reqwest::RequestBuilder, limit: usize) -> Result<Vec<u8>, Failure> {
     let response = request.send().await.map_err(|e| Failure::Transport(NoAnswer::from_reqwest(&e).reason))?;
     let status = response.status();
-    let bytes = read_capped(response, MAX_ANSWER_BYTES).await.map_err(|e| match e {
+    let bytes = read_capped(response, limit).await.map_err(|e| match e {
         ReadError::NoAnswer(n) => Failure::Transport(n.reason),
         ReadError::TooLarge { limit } => Failure::TooLarge { op, limit },
     })?;

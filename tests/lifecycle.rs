@@ -189,3 +189,24 @@ async fn out_of_range_days_are_refused_before_any_request() {
         assert!(run.stderr.contains("DAYS"), "{run:?}");
     }
 }
+
+#[tokio::test]
+async fn a_long_configuration_of_someone_elses_rules_is_read_whole_and_kept() {
+    let g = Garage::started().await;
+    assert_eq!(garage_init(&g.init_env(), &[]).await.code, 0);
+    // 600 narrow rules: a document past the 64 KiB an S3 probe answer may have.
+    let theirs: Vec<Value> = (0..600)
+        .map(|i| {
+            json!({"ID": format!("team-{i:04}-scratch-space"), "Status": "Enabled",
+                   "Filter": {"Prefix": format!("scratch/team-{i:04}/")}, "Expiration": {"Days": 7}})
+        })
+        .collect();
+    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&Value::Array(theirs)));
+
+    let run = garage_init(&lifecycle_env(&g, "30", "1"), &[]).await;
+    assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("created")), "{run:?}");
+    assert!(run.stdout.contains("(600 other rules kept)"), "{run:?}");
+    let all = rules(&g);
+    assert_eq!(all.len(), 602);
+    assert_eq!(all.iter().filter(|r| r["ID"].as_str().unwrap().starts_with("team-")).count(), 600);
+}
