@@ -203,15 +203,19 @@ fn unescape(s: &str) -> String {
     s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
 
-/// What a bucket's report line says about rules as read: ours, then how many others.
-pub fn describe_current(current: &[Rule], want: &LifecycleWant) -> String {
-    let others = current.iter().filter(|r| !r.ours()).count();
+/// A report line's detail: what is declared, and how many others' rules are kept beside it.
+pub fn describe_kept(want: &LifecycleWant, kept: usize) -> String {
     let mut detail = describe_want(want);
-    if others > 0 {
-        let s = if others == 1 { "" } else { "s" };
-        detail.push_str(&format!(" ({others} other rule{s} kept)"));
+    if kept > 0 {
+        let s = if kept == 1 { "" } else { "s" };
+        detail.push_str(&format!(" ({kept} other rule{s} kept)"));
     }
     detail
+}
+
+/// Rules of ids other than garage-init's.
+pub fn others(current: &[Rule]) -> usize {
+    current.iter().filter(|r| !r.ours()).count()
 }
 
 /// Every rule, as `check` and `status` show it.

@@ -248,38 +248,33 @@ pub async fn observe(
         observed.layout = layout;
     }
     observed.buckets = buckets?;
-    let missing: Vec<usize> = (0..desired.buckets.len()).filter(|&i| observed.buckets[i].found.is_none()).collect();
-    // A bucket still to be made has no rules; the rest are read through S3.
-    for &i in missing.iter().filter(|&&i| desired.buckets[i].lifecycle.is_some()) {
-        observed.lifecycles[i] = LifecycleSeen::Read(Vec::new());
-    }
-    let existing: Vec<usize> = (0..desired.buckets.len()).filter(|i| !missing.contains(i)).collect();
-    read_lifecycles(s3, desired, &mut observed, &existing).await?;
+    read_lifecycles(s3, desired, &mut observed).await?;
     Ok(observed)
 }
 
-/// Reads the lifecycle rules of `buckets` (those that declare a lifecycle),
-/// each with the key that owns it. A key not yet an owner, or not yet
-/// known to S3, leaves the rules unread; the plan reads them again later.
-pub async fn read_lifecycles(
-    s3: &Prover,
-    desired: &Desired,
-    observed: &mut Observed,
-    buckets: &[usize],
-) -> Result<(), Failure> {
-    let wanted: Vec<usize> = buckets.iter().copied().filter(|&i| desired.buckets[i].lifecycle.is_some()).collect();
-    let reads = wanted.iter().map(|&i| {
+/// Reads the lifecycle rules of the buckets that declare them, each with the
+/// key that owns it; a bucket still to be made has none. A key not yet an
+/// owner, or not yet known to S3, leaves the rules unread: the plan reads
+/// them again once the grant is in place.
+async fn read_lifecycles(s3: &Prover, desired: &Desired, observed: &mut Observed) -> Result<(), Failure> {
+    let declared = |i: &usize| desired.buckets[*i].lifecycle.is_some();
+    let (existing, missing): (Vec<usize>, Vec<usize>) =
+        (0..desired.buckets.len()).filter(declared).partition(|&i| observed.buckets[i].found.is_some());
+    for i in missing {
+        observed.lifecycles[i] = LifecycleSeen::Read(Vec::new());
+    }
+    let reads = existing.iter().map(|&i| {
         let key = desired.lifecycle_key(i).expect("a declared lifecycle has an owner key");
         s3.lifecycle(&desired.buckets[i].name, key)
     });
-    for (i, read) in wanted.iter().zip(join_all(reads).await) {
-        observed.lifecycles[*i] = match read {
+    for (&i, read) in existing.iter().zip(join_all(reads).await) {
+        observed.lifecycles[i] = match read {
             Ok(rules) => LifecycleSeen::Read(rules),
             Err(f) if f.not_owner_yet() => LifecycleSeen::Unread,
             Err(f) if f.may_be_propagation() => {
                 return Err(Failure::Retry(format!("S3 API at {}: {f}", display_url(s3.url()))));
             }
-            Err(f) => return Err(Failure::Fatal(s3check::lifecycle_error(s3.url(), &desired.buckets[*i].name, f))),
+            Err(f) => return Err(Failure::Fatal(s3check::lifecycle_error(s3.url(), &desired.buckets[i].name, f))),
         };
     }
     Ok(())

@@ -12,7 +12,7 @@ use crate::report::{Line, Outcome, short_id};
 use super::bucket::{describe_quotas, extra_grant_drift, plan_bucket, plan_grant, undeclared_grants};
 use super::key::{KeyPlan, plan_key};
 use super::layout::{KnownNode, describe_change, describe_redundancy, plan_layout, role_matches};
-use super::lifecycle::{Rule, describe_current, describe_want, plan_lifecycle};
+use super::lifecycle::{Rule, describe_kept, others, plan_lifecycle};
 use super::observe::{LifecycleSeen, Observed};
 
 /// Something Garage holds that contradicts the wanted state and that
@@ -227,12 +227,7 @@ impl Action {
             Self::SetLifecycle { bucket, kept, .. } => {
                 let b = &desired.buckets[*bucket];
                 let want = b.lifecycle.expect("only declared lifecycles are planned");
-                let mut detail = format!("{}: {}", b.name, describe_want(&want));
-                if *kept > 0 {
-                    let s = if *kept == 1 { "" } else { "s" };
-                    detail.push_str(&format!(" ({kept} other rule{s} kept)"));
-                }
-                ("lifecycle", detail)
+                ("lifecycle", format!("{}: {}", b.name, describe_kept(&want, *kept)))
             }
             Self::ReadLifecycle { bucket } => {
                 let b = &desired.buckets[*bucket];
@@ -240,7 +235,7 @@ impl Action {
                 let detail = format!(
                     "{}: {} (the current rules are read once the key owns the bucket)",
                     b.name,
-                    describe_want(&want)
+                    describe_kept(&want, 0)
                 );
                 ("lifecycle", detail)
             }
@@ -498,7 +493,7 @@ pub fn unchanged_lines(
     }
     for (i, (b, seen)) in desired.buckets.iter().zip(&observed.lifecycles).enumerate() {
         if let (Some(want), LifecycleSeen::Read(current)) = (&b.lifecycle, seen) {
-            push(Resource::Lifecycle(i), "lifecycle", format!("{}: {}", b.name, describe_current(current, want)));
+            push(Resource::Lifecycle(i), "lifecycle", format!("{}: {}", b.name, describe_kept(want, others(current))));
         }
     }
     lines

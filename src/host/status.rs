@@ -322,10 +322,13 @@ const CACHE_READ_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn stack_status(project: String, probes: &ProbeConfig) -> StackStatus {
     let host = DockerHost::from_env();
-    let http = crate::http::client(reqwest::header::HeaderMap::new()).unwrap_or_default();
-    let (found, cache) = tokio::join!(containers(&host, &project), cache_info(&http, probes, CACHE_READ_TIME));
-    match found {
-        Ok(outcome) => StackStatus { project, outcome, cache: Some(cache) },
+    match containers(&host, &project).await {
+        Ok(outcome) => {
+            // Without Docker, the probes below read the cache themselves.
+            let http = crate::http::client(reqwest::header::HeaderMap::new()).unwrap_or_default();
+            let cache = cache_info(&http, probes, CACHE_READ_TIME).await;
+            StackStatus { project, outcome, cache: Some(cache) }
+        }
         Err(e) => {
             let hint = e.hint(&host);
             let report = probe_until_ready(probes, None).await;
