@@ -92,6 +92,18 @@ async fn a_bucket_left_nameless_by_an_interrupted_create_is_named_not_duplicated
 }
 
 #[tokio::test]
+async fn a_bucket_whose_name_reached_only_the_alias_table_gets_it_on_its_record() {
+    // As real Garage 2.1.0 was seen to do when killed inside CreateBucket:
+    // the bucket is found by its name, yet lists without one.
+    let fake = FakeGarage::start().await;
+    fake.create_bucket_crashes_between_alias_writes(1);
+    let run = converges(&fake, "CreateBucket interrupted between its two alias writes").await;
+    assert!(run.stdout.contains("name written back to the bucket's record"), "{}", show(&fake, &run));
+    assert_eq!(fake.calls().get("CreateBucket"), Some(&1), "{}", show(&fake, &run));
+    assert_eq!(fake.calls().get("AddBucketAlias"), Some(&1), "{}", show(&fake, &run));
+}
+
+#[tokio::test]
 async fn a_layout_lost_right_after_it_was_applied_is_applied_again() {
     let fake = FakeGarage::start().await;
     fake.after("ApplyClusterLayout", 1, Event::LoseLayout);

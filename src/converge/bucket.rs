@@ -45,6 +45,13 @@ pub fn plan_bucket(
 ) -> BucketPlan {
     let mut plan = BucketPlan { create: found.is_none(), ..BucketPlan::default() };
     let has = |alias: &String| found.is_some_and(|b| b.global_aliases.contains(alias));
+    // Found by its name, yet its own record lacks the name: Garage writes an
+    // alias to the alias table, then to the bucket, and a crash in between
+    // leaves it so (S3 finds the bucket, listings show it nameless). Adding
+    // the alias again writes both.
+    if found.is_some() && !has(&want.name) {
+        plan.add_aliases.push(want.name.clone());
+    }
     for alias in want.aliases.iter().filter(|a| !has(a)) {
         match elsewhere.iter().find(|e| &e.alias == alias) {
             Some(e) => plan.conflicts.push(Conflict {
@@ -115,6 +122,16 @@ pub fn undeclared_grants(bucket: &BucketInfo, name: &str, grants: &[GrantWant]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_whose_record_lacks_its_own_name_gets_it_again() {
+        let nameless = bucket(&[], None);
+        let plan = plan_bucket(Some(&nameless), &[], &want(&[], None), false);
+        assert_eq!(plan.add_aliases, ["cache"]);
+        assert!(!plan.create);
+        let named = bucket(&["cache"], None);
+        assert!(plan_bucket(Some(&named), &[], &want(&[], None), false).add_aliases.is_empty());
+    }
 
     fn bucket(aliases: &[&str], quotas: Option<Quotas>) -> BucketInfo {
         BucketInfo {

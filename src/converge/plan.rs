@@ -212,6 +212,12 @@ impl Action {
                     short_id(id)
                 ),
             ),
+            Self::AddAlias { bucket, alias } if *alias == desired.buckets[*bucket].name => (
+                "bucket",
+                format!(
+                    "{alias}: name written back to the bucket's record (an interrupted change left it only in the alias table)"
+                ),
+            ),
             Self::AddAlias { bucket, alias } => ("bucket", format!("{}: alias {alias}", desired.buckets[*bucket].name)),
             Self::SetQuotas { bucket, quotas } => {
                 ("bucket", format!("{}: {}", desired.buckets[*bucket].name, describe_quotas(*quotas)))

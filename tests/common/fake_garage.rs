@@ -63,6 +63,12 @@ enum Fault {
     CreateCrashesBeforeAlias {
         nth: u32,
     },
+    /// The nth `CreateBucket` stores the bucket and its alias in the alias
+    /// table, then the node dies before writing the alias into the bucket's
+    /// own record (Garage writes those two one after the other as well).
+    CreateCrashesBetweenAliasWrites {
+        nth: u32,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -74,7 +80,11 @@ struct Key {
 #[derive(Debug, Clone)]
 struct Bucket {
     id: String,
+    /// Aliases that name this bucket (the alias table): lookups find it by these.
     aliases: Vec<String>,
+    /// Of `aliases`, those missing from the bucket's own record, which
+    /// listings, bucket info and key views show.
+    unrecorded: Vec<String>,
     /// Key id → (read, write, owner).
     grants: BTreeMap<String, (bool, bool, bool)>,
     objects: BTreeMap<String, Vec<u8>>,
@@ -170,7 +180,7 @@ impl State {
             .iter()
             .filter_map(|b| {
                 let (r, w, o) = *b.grants.get(id)?;
-                Some(json!({"id": b.id, "globalAliases": b.aliases, "localAliases": [],
+                Some(json!({"id": b.id, "globalAliases": recorded(b), "localAliases": [],
                             "permissions": {"read": r, "write": w, "owner": o}}))
             })
             .collect();
@@ -192,7 +202,7 @@ impl State {
                        "bucketLocalAliases": []})
             })
             .collect();
-        json!({"id": b.id, "created": null, "globalAliases": b.aliases, "websiteAccess": false,
+        json!({"id": b.id, "created": null, "globalAliases": recorded(b), "websiteAccess": false,
                "websiteConfig": null, "keys": keys, "objects": b.objects.len(),
                "bytes": b.objects.values().map(Vec::len).sum::<usize>(), "unfinishedUploads": 0,
                "unfinishedMultipartUploads": 0, "unfinishedMultipartUploadParts": 0,
@@ -273,7 +283,7 @@ impl State {
                     .iter()
                     .map(|b| {
                         json!({"id": b.id, "created": format!("2026-01-01T00:00:{:02}Z", b.id.len() % 60),
-                                    "globalAliases": b.aliases, "localAliases": []})
+                                    "globalAliases": recorded(b), "localAliases": []})
                     })
                     .collect();
                 Self::json(200, json!(buckets))
@@ -322,6 +332,7 @@ impl State {
                 let bucket = Bucket {
                     id: hex_id(0xb0c4_0000 + self.serial, 64),
                     aliases: vec![alias],
+                    unrecorded: vec![],
                     grants: BTreeMap::new(),
                     objects: BTreeMap::new(),
                 };
@@ -338,6 +349,7 @@ impl State {
                 if self.buckets.iter().enumerate().any(|(j, b)| j != i && b.aliases.contains(&alias)) {
                     return Self::error(400, "InvalidRequest", "Bad request: Alias already exists", &path);
                 }
+                self.buckets[i].unrecorded.retain(|a| *a != alias);
                 if !self.buckets[i].aliases.contains(&alias) {
                     self.buckets[i].aliases.push(alias);
                 }
@@ -421,7 +433,24 @@ impl State {
         if endpoint == "CreateBucket" && crashes && self.version > 0 {
             self.serial += 1;
             let id = hex_id(0x0bad_0000 + self.serial, 64);
-            self.buckets.push(Bucket { id, aliases: vec![], grants: BTreeMap::new(), objects: BTreeMap::new() });
+            let bucket =
+                Bucket { id, aliases: vec![], unrecorded: vec![], grants: BTreeMap::new(), objects: BTreeMap::new() };
+            self.buckets.push(bucket);
+            return Reply::Reset;
+        }
+        let half = self.faults.iter().any(|f| matches!(f, Fault::CreateCrashesBetweenAliasWrites { nth } if *nth == n));
+        if endpoint == "CreateBucket" && half && self.version > 0 {
+            self.serial += 1;
+            let alias = body["globalAlias"].as_str().unwrap_or_default().to_string();
+            let id = hex_id(0x0bad_1000 + self.serial, 64);
+            let bucket = Bucket {
+                id,
+                aliases: vec![alias.clone()],
+                unrecorded: vec![alias],
+                grants: BTreeMap::new(),
+                objects: BTreeMap::new(),
+            };
+            self.buckets.push(bucket);
             return Reply::Reset;
         }
         let reply = self.admin(method, &endpoint, &query, &body);
@@ -565,6 +594,12 @@ impl FakeGarage {
         self.state.lock().unwrap().faults.push(Fault::CreateCrashesBeforeAlias { nth });
     }
 
+    /// The `nth` `CreateBucket` stores a bucket whose alias reaches the alias
+    /// table but not the bucket's record, and its connection resets.
+    pub fn create_bucket_crashes_between_alias_writes(&self, nth: u32) {
+        self.state.lock().unwrap().faults.push(Fault::CreateCrashesBetweenAliasWrites { nth });
+    }
+
     /// Every call to `endpoint` fails with a 500 carrying `message`, and changes nothing.
     pub fn refuse(&self, endpoint: &str, message: &str) {
         self.state.lock().unwrap().faults.push(Fault::Refuse { endpoint: endpoint.into(), message: message.into() });
@@ -600,6 +635,8 @@ impl FakeGarage {
         let named: Vec<&Bucket> = s.buckets.iter().filter(|b| b.aliases.iter().any(|a| a == bucket)).collect();
         if s.buckets.len() != 1 || named.len() != 1 {
             wrong.push(format!("buckets: {:?}", s.buckets.iter().map(|b| &b.aliases).collect::<Vec<_>>()));
+        } else if !named[0].unrecorded.is_empty() {
+            wrong.push(format!("aliases only in the alias table, not on the bucket: {:?}", named[0].unrecorded));
         } else if named[0].grants.get(key_id) != Some(&(true, true, true)) {
             wrong.push(format!("grants on {bucket}: {:?}", named[0].grants));
         }
@@ -611,6 +648,11 @@ impl FakeGarage {
         let s = self.state.lock().unwrap();
         s.buckets.iter().find(|b| b.aliases.iter().any(|a| a == alias)).map(|b| b.id.clone())
     }
+}
+
+/// The aliases a bucket's own record holds.
+fn recorded(b: &Bucket) -> Vec<&String> {
+    b.aliases.iter().filter(|a| !b.unrecorded.contains(a)).collect()
 }
 
 /// Serves HTTP/1.1 with keep-alive on a fresh loopback port; returns its URL.
