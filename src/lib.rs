@@ -68,15 +68,22 @@ use crate::report::Reporter;
 /// Runs the command line to completion and prints the outcome; returns the exit code.
 pub async fn run(cli: Cli) -> Code {
     let format = cli.log_format;
-    let result = match cli.command {
-        None => apply(&cli.apply, format).await,
-        Some(Command::Apply(args)) => apply(&args, format).await,
-        Some(Command::Plan(args)) => plan(&args, format).await,
-        Some(Command::Check(args)) => host::check::run(&args).await,
-        Some(Command::Env(args)) => host::env::run(&args),
-        Some(Command::Status(args)) => host::status::run(&args).await,
-        Some(Command::Completions { shell }) => Ok(manual::completions(shell)),
-        Some(Command::Man) => Ok(manual::man()),
+    let work = async {
+        match cli.command {
+            None => apply(&cli.apply, format).await,
+            Some(Command::Apply(args)) => apply(&args, format).await,
+            Some(Command::Plan(args)) => plan(&args, format).await,
+            Some(Command::Check(args)) => host::check::run(&args).await,
+            Some(Command::Env(args)) => host::env::run(&args),
+            Some(Command::Status(args)) => host::status::run(&args).await,
+            Some(Command::Completions { shell }) => Ok(manual::completions(shell)),
+            Some(Command::Man) => Ok(manual::man()),
+        }
+    };
+    // Every command ends on SIGINT or SIGTERM with the same code (`check --wait` may wait long).
+    let result = tokio::select! {
+        result = work => result,
+        () = shutdown_signal() => Err(Error::Interrupted),
     };
     match result {
         Ok(code) => code,
@@ -90,20 +97,14 @@ pub async fn run(cli: Cli) -> Code {
 async fn apply(args: &cli::ApplyArgs, format: LogFormat) -> Result<Code, Error> {
     let cfg = ApplyConfig::from_args(args)?;
     let mut reporter = Reporter::new(format);
-    tokio::select! {
-        result = converge::apply(&cfg, &mut reporter) => result.map(|()| Code::Ok),
-        () = shutdown_signal() => Err(Error::Interrupted),
-    }
+    converge::apply(&cfg, &mut reporter).await.map(|()| Code::Ok)
 }
 
 async fn plan(args: &cli::ApplyArgs, format: LogFormat) -> Result<Code, Error> {
     use converge::Verdict;
     let cfg = ApplyConfig::from_args(args)?;
     let mut reporter = Reporter::new(format);
-    let verdict = tokio::select! {
-        result = converge::preview(&cfg, &mut reporter) => result?,
-        () = shutdown_signal() => return Err(Error::Interrupted),
-    };
+    let verdict = converge::preview(&cfg, &mut reporter).await?;
     Ok(match verdict {
         Verdict::NothingToDo => Code::Ok,
         Verdict::Changes => Code::PlanChanges,
