@@ -282,7 +282,8 @@ pub struct ProbeArgs {
     #[command(flatten)]
     pub resources: ResourceArgs,
 
-    /// Optional here: with it, the bucket's size and object count are read from the admin API.
+    /// Optional here: with it, the bucket's size and object count, and other keys named like the
+    /// key, are read from the admin API.
     #[command(flatten)]
     pub token: AdminTokenArgs,
 }

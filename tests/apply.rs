@@ -460,13 +460,21 @@ async fn a_key_name_already_taken_is_reported_and_both_keys_are_kept() {
         "GARAGE_INIT_SECRET_ACCESS_KEY",
         &random_hex(32),
     );
-    for (args, code) in [(&["plan"][..], 10), (&[][..], 0)] {
+    // Before the import, the import itself, and plan afterwards: each names both keys.
+    for (args, code) in [(&["plan"][..], 10), (&[][..], 0), (&["plan"][..], 0)] {
         let run = garage_init(&env, args).await;
         assert_eq!(run.code, code, "{args:?}: {run:?}");
         let warning =
             run.stdout.lines().find(|l| l.starts_with("key       warning")).unwrap_or_else(|| panic!("{run:?}"));
         assert!(warning.contains(&other_id) && warning.contains(&key_id), "{run:?}");
     }
+    // check --format json, given the admin token, lists the other key (no registry here: exit 3).
+    let check_env =
+        with(&with(&env, "GARAGE_INIT_S3_ENDPOINT", &g.s3_url()), "GARAGE_INIT_ADMIN_ENDPOINT", &g.admin_url());
+    let run = garage_init(&check_env, &["check", "--format", "json"]).await;
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    assert_eq!(report["services"]["garage"]["state"], "ready", "{report}");
+    assert_eq!(report["services"]["garage"]["key_name_shared_with"], json!([other_id]), "{report}");
     let keys = g.get("ListKeys").await.unwrap();
     let named: Vec<&str> = keys
         .as_array()

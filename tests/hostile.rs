@@ -120,6 +120,23 @@ async fn an_s3_answer_that_never_ends_fails_the_check_at_its_cap() {
 }
 
 #[tokio::test]
+async fn a_health_answer_that_never_ends_is_a_failed_admin_probe_in_check() {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let admin = endless_server(head, chunk());
+    let env = vec![
+        ("GARAGE_INIT_REGISTRY".into(), "127.0.0.1:1".into()),
+        ("GARAGE_INIT_S3_ENDPOINT".into(), "http://127.0.0.1:1".into()),
+        ("GARAGE_INIT_ADMIN_ENDPOINT".into(), admin),
+    ];
+    let run = garage_init(&env, &["check", "--format", "json"]).await;
+    assert_eq!(run.code, 3, "registry and S3 are unreachable: {run:?}");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+    let probe = &report["services"]["admin"];
+    assert_eq!(probe["state"], "failed", "never ready on an answer past the cap: {report}");
+    assert!(probe["detail"].as_str().unwrap().contains("with more than 64 KiB"), "{report}");
+}
+
+#[tokio::test]
 async fn the_admin_url_at_garages_s3_port_says_where_the_admin_api_is() {
     let g = Garage::started().await;
     let run = garage_init(&with(&g.init_env(), "GARAGE_INIT_ADMIN_URL", &g.s3_url()), &[]).await;
@@ -238,4 +255,28 @@ fn exit_follows_the_deadline_and_sigterm_at_once() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(signalled.elapsed() < Duration::from_millis(1500), "exit {:?} after SIGTERM", signalled.elapsed());
+}
+
+#[test]
+fn check_waiting_for_services_ends_on_sigterm_with_the_interrupted_code() {
+    let env = [
+        ("GARAGE_INIT_REGISTRY", "127.0.0.1:1"),
+        ("GARAGE_INIT_S3_ENDPOINT", "http://127.0.0.1:1"),
+        ("GARAGE_INIT_ADMIN_ENDPOINT", "http://127.0.0.1:1"),
+    ];
+    let child = Command::new(env!("CARGO_BIN_EXE_garage-init"))
+        .args(["check", "--wait", "60s"])
+        .env_clear()
+        .envs(env)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signals our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
 }

@@ -39,7 +39,7 @@ use crate::s3check;
 use crate::wait::{Progress, Waiter};
 
 use execute::ActionError;
-use observe::{Member, Observed, Readiness};
+use observe::{KeyListing, Member, Observed, Readiness};
 use plan::{Action, Resource};
 
 /// An observation older than this is read again rather than trusted while
@@ -94,9 +94,26 @@ struct Memory {
     /// observation that finds one in place most likely sees that change, and
     /// a bucket still missing may have been stored without its name.
     unanswered: Vec<Resource>,
+    /// Per wanted key, other keys seen with its name: listed only before the
+    /// import, yet still worth the run's warning after a fresh observation.
+    namesakes: HashMap<usize, Vec<String>>,
 }
 
 impl Memory {
+    /// Keeps the namesakes an observation found, and gives the ones found
+    /// earlier in the run to an observation that did not list the keys.
+    fn carry_namesakes(&mut self, obs: &mut Observed) {
+        for (i, seen) in obs.namesakes.iter_mut().enumerate() {
+            match (seen.is_empty(), self.namesakes.get(&i)) {
+                (true, Some(earlier)) => seen.clone_from(earlier),
+                (false, _) => {
+                    self.namesakes.insert(i, seen.clone());
+                }
+                (true, None) => {}
+            }
+        }
+    }
+
     /// Buckets whose change got no answer and that may be stored nameless.
     fn unanswered_buckets(&self) -> Vec<usize> {
         self.unanswered.iter().filter_map(|r| if let Resource::Bucket(i) = r { Some(*i) } else { None }).collect()
@@ -129,18 +146,23 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         loop {
             let mut obs = match observed.take() {
                 Some(obs) => obs,
-                None => match observe::observe(&members, &s3, desired, &memory.unanswered_buckets()).await {
-                    Ok(obs) => {
-                        progress.finished(&observing);
-                        obs
+                None => {
+                    match observe::observe(&members, &s3, desired, &memory.unanswered_buckets(), KeyListing::OnImport)
+                        .await
+                    {
+                        Ok(mut obs) => {
+                            memory.carry_namesakes(&mut obs);
+                            progress.finished(&observing);
+                            obs
+                        }
+                        Err(failure) => {
+                            let (why, slow) = failure.retry()?;
+                            progress.failed(&observing, &why);
+                            waiter.pause_paced(&why, slow).await;
+                            continue;
+                        }
                     }
-                    Err(failure) => {
-                        let (why, slow) = failure.retry()?;
-                        progress.failed(&observing, &why);
-                        waiter.pause_paced(&why, slow).await;
-                        continue;
-                    }
-                },
+                }
             };
             let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
             if let Some(c) = plan.conflicts.first() {
@@ -377,7 +399,7 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
         let observing = format!("Garage's admin API at {}", display_url(members[0].client.base_url()));
         let mut waiter = Waiter::new(&observing);
         loop {
-            let (why, slow) = match observe::observe(&members, &s3, desired, &[]).await {
+            let (why, slow) = match observe::observe(&members, &s3, desired, &[], KeyListing::Always).await {
                 Ok(obs) => {
                     let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
                     if plan.waiting.is_empty() {

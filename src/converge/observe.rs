@@ -134,8 +134,8 @@ pub struct Observed {
     /// Per wanted key, in spec order; `None`: Garage has no such key.
     pub keys: Vec<Option<KeyInfo>>,
     /// Per wanted key: the ids of other keys that already carry its name.
-    /// Read only where the key is to be imported (a converged run spends no
-    /// request on it).
+    /// `apply` reads them only where the key is to be imported (a converged
+    /// run spends no request on it); `plan` reads them always.
     pub namesakes: Vec<Vec<String>>,
     /// Per wanted bucket, in spec order.
     pub buckets: Vec<BucketSeen>,
@@ -160,6 +160,15 @@ impl Observed {
     }
 }
 
+/// When the key list is read, to find other keys named like a wanted one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyListing {
+    /// Only when a wanted key is to be imported.
+    OnImport,
+    /// Whenever Garage has a layout (`plan`, which has no request budget).
+    Always,
+}
+
 /// Reads everything the plan needs, from scratch. `unanswered_creates`: the
 /// wanted buckets whose create got no answer in this run (their nameless
 /// leftovers are looked for).
@@ -168,6 +177,7 @@ pub async fn observe(
     s3: &Prover,
     desired: &Desired,
     unanswered_creates: &[usize],
+    listing: KeyListing,
 ) -> Result<Observed, Failure> {
     let (nodes, coordinator) = match &desired.cluster.nodes {
         NodesWant::Listed(_) => {
@@ -222,7 +232,7 @@ pub async fn observe(
     let known = observed.known_nodes(desired);
     let read_layout = needs_layout(&observed.status, &desired.cluster, &known);
     // A key to import may find its name taken by another key.
-    let list_keys = !fresh && observed.keys.iter().any(Option::is_none);
+    let list_keys = !fresh && (listing == KeyListing::Always || observed.keys.iter().any(Option::is_none));
     let (layout, buckets, listed) = tokio::join!(
         async {
             match read_layout {
@@ -239,7 +249,7 @@ pub async fn observe(
         },
     );
     if let Some(listed) = listed.map_err(|e| Failure::from_admin(e, member))? {
-        for (i, want) in desired.keys.iter().enumerate().filter(|(i, _)| observed.keys[*i].is_none()) {
+        for (i, want) in desired.keys.iter().enumerate() {
             observed.namesakes[i] =
                 listed.iter().filter(|k| k.name == want.name && k.id != want.id).map(|k| k.id.clone()).collect();
         }

@@ -382,15 +382,17 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
     }
 
     // ---- keys
-    for (want, others) in desired.keys.iter().zip(&observed.namesakes).filter(|(_, o)| !o.is_empty()) {
+    let keys = desired.keys.iter().zip(&observed.namesakes).zip(&observed.keys);
+    for ((want, others), found) in keys.filter(|((_, o), _)| !o.is_empty()) {
         let (who, all) = match others.len() {
             1 => (format!("another key, {}, is", others[0]), "both"),
             _ => (format!("other keys, {}, are", others.join(", ")), "all"),
         };
-        let detail = format!(
-            "{who} already named \"{}\"; {} is imported with the same name, and {all} are kept",
-            want.name, want.id
-        );
+        let what = match found {
+            None => "is imported with the same name",
+            Some(_) => "has the same name",
+        };
+        let detail = format!("{who} also named \"{}\"; {} {what}, and {all} are kept", want.name, want.id);
         plan.warnings.push(Line::new("key", Outcome::Warning, detail));
     }
     for (i, (want, found)) in desired.keys.iter().zip(&observed.keys).enumerate() {

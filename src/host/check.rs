@@ -23,7 +23,7 @@ use crate::converge::lifecycle::{Rule, describe_all};
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::{ProbeConfig, print_json};
-use crate::http::{NoAnswer, read_capped};
+use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
 use crate::report::human_bytes;
 use crate::s3check::{Failure, Probed, Prover, probe_once};
 use crate::wait::Waiter;
@@ -103,8 +103,12 @@ pub struct Report {
     pub admin: Probe,
     pub bucket: String,
     pub access_key_id: String,
+    pub key_name: String,
     /// Read once Garage's probe passed.
     pub cache: Option<CacheInfo>,
+    /// Other keys that carry the key's name: read once Garage's probe
+    /// passed, and only with the admin token.
+    pub namesakes: Option<Result<Vec<String>, String>>,
 }
 
 /// The cache bucket at a glance: its lifecycle rules (read through S3 with
@@ -189,6 +193,19 @@ pub async fn cache_info(http: &reqwest::Client, cfg: &ProbeConfig, limit: Durati
     CacheInfo { bucket: cfg.bucket.clone(), lifecycle, usage }
 }
 
+/// The ids of other keys named like the key (Garage allows two keys one
+/// name; garage-init never deletes either). `None` without the admin token.
+pub async fn namesakes(cfg: &ProbeConfig, limit: Duration) -> Option<Result<Vec<String>, String>> {
+    let token = cfg.admin_token.as_ref()?;
+    let read = async {
+        let client = AdminClient::new(cfg.admin.url.clone(), token).map_err(|e| e.to_string())?;
+        let keys = tokio::time::timeout(limit, client.list_keys()).await.map_err(|_| "timed out".to_string())?;
+        let keys = keys.map_err(|e| e.to_string())?;
+        Ok(keys.into_iter().filter(|k| k.name == cfg.key.name && k.id != cfg.key.id).map(|k| k.id).collect())
+    };
+    Some(read.await)
+}
+
 /// An error block: `Error: <message>` and a line that says what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
@@ -249,6 +266,18 @@ impl Report {
             .map(|(name, p)| format!("{name:<9} {:<16} {}: {}", p.state.word(), p.address, p.detail))
             .collect();
         lines.extend(self.cache.as_ref().map(|c| format!("{:<9} {}", "cache", c.text())));
+        if let Some(Ok(others)) = &self.namesakes
+            && !others.is_empty()
+        {
+            lines.push(format!(
+                "{:<9} {:<16} {} shares its name \"{}\" with {}",
+                "key",
+                "warning",
+                self.access_key_id,
+                self.key_name,
+                others.join(", ")
+            ));
+        }
         lines
     }
 
@@ -257,6 +286,14 @@ impl Report {
         let mut garage = self.garage.to_json();
         garage["bucket"] = json!(self.bucket);
         garage["access_key_id"] = json!(self.access_key_id);
+        // Other keys with the key's name: null when not read (no admin token).
+        garage["key_name_shared_with"] = match &self.namesakes {
+            Some(Ok(others)) => json!(others),
+            _ => Value::Null,
+        };
+        if let Some(Err(why)) = &self.namesakes {
+            garage["key_name_error"] = json!(why);
+        }
         let mut admin = self.admin.to_json();
         // Only explains the Garage probe; never decides the exit code.
         admin["required"] = json!(false);
@@ -323,11 +360,23 @@ pub async fn probe(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -
         tokio::join!(probe_registry(http, cfg, limit), probe_garage(http, cfg, limit), probe_admin(http, cfg, limit));
     let admin = admin_probe(&cfg.admin.shown, &health);
     let garage = classify_garage(cfg, garage, &health);
-    let cache = match garage.state {
-        State::Ready => Some(cache_info(http, cfg, limit).await),
-        _ => None,
+    let (cache, namesakes) = match garage.state {
+        State::Ready => {
+            let (cache, namesakes) = tokio::join!(cache_info(http, cfg, limit), namesakes(cfg, limit));
+            (Some(cache), namesakes)
+        }
+        _ => (None, None),
     };
-    Report { registry, garage, admin, bucket: cfg.bucket.clone(), access_key_id: cfg.key.id.clone(), cache }
+    Report {
+        registry,
+        garage,
+        admin,
+        bucket: cfg.bucket.clone(),
+        access_key_id: cfg.key.id.clone(),
+        key_name: cfg.key.name.clone(),
+        cache,
+        namesakes,
+    }
 }
 
 async fn probe_registry(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Probe {
@@ -361,23 +410,36 @@ enum Health {
     Other(String),
 }
 
+/// `/health` answers one line; a longer answer is not Garage's.
+const HEALTH_BODY_LIMIT: usize = 64 << 10;
+
 async fn probe_admin(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Health {
     let url = cfg.admin.url.join("health").expect("a static path");
-    let answer = tokio::time::timeout(limit, async {
-        let response = http.get(url).send().await.map_err(|e| NoAnswer::from_reqwest(&e).reason)?;
+    let answer = async {
+        let response = match http.get(url).send().await {
+            Ok(response) => response,
+            Err(e) => return Health::Unreachable(NoAnswer::from_reqwest(&e).reason),
+        };
         let status = response.status();
         // One line of text from Garage; anything longer is not read past the cap.
-        let body = read_capped(response, 64 << 10).await.unwrap_or_default();
-        Ok::<_, String>((status, String::from_utf8_lossy(&body).into_owned()))
-    })
-    .await;
-    match answer {
-        Err(_) => Health::Unreachable("timed out".into()),
-        Ok(Err(reason)) => Health::Unreachable(reason),
-        Ok(Ok((reqwest::StatusCode::OK, text))) => Health::Available(text.lines().next().unwrap_or("").trim().into()),
-        Ok(Ok((reqwest::StatusCode::SERVICE_UNAVAILABLE, _))) => Health::Unavailable,
-        Ok(Ok((status, _))) => Health::Other(format!("GET /health answered {}", status_text(status))),
-    }
+        let text = match read_capped(response, HEALTH_BODY_LIMIT).await {
+            Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+            Err(ReadError::NoAnswer(n)) => return Health::Unreachable(n.reason),
+            Err(ReadError::TooLarge { limit }) => {
+                return Health::Other(format!(
+                    "GET /health answered {} with more than {}, which Garage's admin API does not",
+                    status_text(status),
+                    human_limit(limit)
+                ));
+            }
+        };
+        match status {
+            reqwest::StatusCode::OK => Health::Available(text.lines().next().unwrap_or("").trim().into()),
+            reqwest::StatusCode::SERVICE_UNAVAILABLE => Health::Unavailable,
+            _ => Health::Other(format!("GET /health answered {}", status_text(status))),
+        }
+    };
+    tokio::time::timeout(limit, answer).await.unwrap_or_else(|_| Health::Unreachable("timed out".into()))
 }
 
 fn admin_probe(address: &str, health: &Health) -> Probe {
@@ -469,7 +531,9 @@ mod tests {
             admin: Probe::new("localhost:3903", State::Unreachable, "a"),
             bucket: "buildkit-cache".into(),
             access_key_id: "GK0".into(),
+            key_name: "buildkit-key".into(),
             cache: None,
+            namesakes: None,
         }
     }
 
