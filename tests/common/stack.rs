@@ -62,8 +62,40 @@ fn done(out: Output) -> Done {
     }
 }
 
+/// The Garage image compose will run: `GARAGE_IMAGE`, else compose.yaml's default.
+fn effective_garage_image() -> String {
+    garage_image().unwrap_or_else(|| {
+        let compose = std::fs::read_to_string(repo_root().join("compose.yaml")).unwrap();
+        let line = compose.lines().find(|l| l.contains("${GARAGE_IMAGE:-")).expect("compose.yaml names a Garage image");
+        let rest = &line[line.find(":-").unwrap() + 2..];
+        rest[..rest.find('}').unwrap()].to_string()
+    })
+}
+
+/// Checks, once per test process, that the Garage image the stacks will use
+/// exists locally and runs the Garage of this round (`GARAGE_VERSION`): a tag
+/// left behind by an earlier run, or one holding another version's binary,
+/// fails here with what to run, not later as a confusing test failure.
+fn check_garage_image() {
+    static CHECKED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let image = effective_garage_image();
+        let version = super::garage_version();
+        let out = Command::new("docker").args(["run", "--rm", "--pull", "never", &image, "/garage", "--version"]).output();
+        let out = out.expect("run docker");
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(
+            out.status.success() && (said == format!("garage v{version}") || said.starts_with(&format!("garage v{version} "))),
+            "the Garage image {image} does not run Garage v{version} (GARAGE_VERSION): `/garage --version` said {said:?}, \
+             stderr {:?}. Build it with: GARAGE_VERSION={version} scripts/build-images garage",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    });
+}
+
 impl Stack {
     pub fn new(name: &str) -> Self {
+        check_garage_image();
         let project = format!("gi-e2e-{name}-{}", super::random_hex(3)).replace('_', "-");
         let stack = Self { project, overrides: Vec::new(), env: Vec::new(), _dir: tempfile::tempdir().unwrap() };
         // A previous crashed run of the same test cannot hold the ports: tests run one at a time
@@ -124,6 +156,18 @@ impl Stack {
     pub fn compose(&self, args: &[&str]) -> Done {
         let mut cmd = Command::new("docker");
         cmd.current_dir(repo_root()).arg("compose").arg("-p").arg(&self.project);
+        // Only what this test sets reaches compose's interpolation: no `.env`
+        // file in the checkout, no GARAGE_*/COMPOSE_* variable of the caller's
+        // shell, except the images the test command picks for the round.
+        let empty_env = self._dir.path().join("empty.env");
+        std::fs::write(&empty_env, "").unwrap();
+        cmd.arg("--env-file").arg(&empty_env);
+        for (name, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
+            let steers = name.starts_with("GARAGE_") || name.starts_with("COMPOSE_");
+            if steers && name != "GARAGE_IMAGE" && name != "GARAGE_INIT_IMAGE" {
+                cmd.env_remove(&name);
+            }
+        }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd.arg("-f").arg(repo_root().join("compose.yaml"));
         for o in &self.overrides {
