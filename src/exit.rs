@@ -17,7 +17,8 @@ pub enum Code {
     Unreachable = 3,
     /// Garage rejected the admin token.
     Auth = 4,
-    /// Garage holds something that contradicts the wanted state and garage-init will not overwrite it.
+    /// Garage holds something that contradicts the wanted state and garage-init will not overwrite it,
+    /// or another writer changed what this run wrote before it was read back.
     Conflict = 5,
     /// The access key could not write, read back and delete an object through S3.
     Verify = 6,
@@ -84,7 +85,10 @@ pub const TABLE: [(Code, &str); 13] = [
     (Code::Config, "invalid input (flag, variable or file); nothing was sent to Garage"),
     (Code::Unreachable, "Garage unreachable, or the deadline passed while waiting for it"),
     (Code::Auth, "Garage rejected the admin token"),
-    (Code::Conflict, "conflict: Garage holds a key, alias or layout that garage-init will not overwrite"),
+    (
+        Code::Conflict,
+        "conflict: Garage holds a key, alias or layout that garage-init will not overwrite, or another writer changed rules this run wrote",
+    ),
     (
         Code::Verify,
         "S3 refused the key: it could not write, read back and delete an object, or set the bucket's lifecycle rules",

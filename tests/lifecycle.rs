@@ -210,3 +210,54 @@ async fn a_long_configuration_of_someone_elses_rules_is_read_whole_and_kept() {
     assert_eq!(all.len(), 602);
     assert_eq!(all.iter().filter(|r| r["ID"].as_str().unwrap().starts_with("team-")).count(), 600);
 }
+
+/// Runs whose S3 requests pass a gate that holds them once the rules were
+/// written (`PUT ?lifecycle`), so that the test can act between the write
+/// and the read-back.
+async fn held_after_the_write(g: &Garage, expire: &str) -> (common::gate::Gate, tokio::task::JoinHandle<Run>) {
+    let gate = common::gate::Gate::hold_after_s3(g.s3_port, "PUT", "lifecycle").await;
+    let env = with(&lifecycle_env(g, expire, "1"), "GARAGE_INIT_S3_URL", &gate.url());
+    let run = tokio::spawn(async move { garage_init(&env, &[]).await });
+    gate.until_holding(std::time::Duration::from_secs(30)).await;
+    (gate, run)
+}
+
+#[tokio::test]
+async fn written_rules_are_read_back_before_the_run_reports_them() {
+    let g = Garage::started().await;
+    let (gate, run) = held_after_the_write(&g, "30").await;
+    gate.release();
+    let run = run.await.unwrap();
+    assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("created")), "{run:?}");
+    let s3: Vec<String> =
+        gate.requests().into_iter().filter(|r| r.contains("&lifecycle=") || r.contains("?lifecycle")).collect();
+    let put =
+        s3.iter().position(|r| r.starts_with("PUT ")).unwrap_or_else(|| panic!("no write: {:?}", gate.requests()));
+    assert!(
+        s3[put + 1..].iter().any(|r| r.starts_with("GET ")),
+        "the rules were not read back after the write: {s3:?}"
+    );
+}
+
+#[tokio::test]
+async fn rules_another_writer_changes_before_the_read_back_end_the_run_with_a_conflict() {
+    let g = Garage::started().await;
+    let (gate, run) = held_after_the_write(&g, "30").await;
+    // A second run (or a person) declares 7 days, between this run's write and its read-back.
+    let theirs = vec![abort_rule(1), expire_rule(7)];
+    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&Value::Array(theirs.clone())));
+    gate.release();
+    let run = run.await.unwrap();
+    assert_eq!(run.code, 5, "{run:?}");
+    assert!(run.stderr.contains("changed by someone else"), "{run:?}");
+    assert!(run.stderr.contains("expires objects after 30 days"), "says what it wrote: {run:?}");
+    assert!(run.stderr.contains("expires objects after 7 days"), "says what it read back: {run:?}");
+    assert!(!run.stdout.contains("s3 check"), "a run that lost its rules does not go on to prove: {run:?}");
+    // The other writer's rules stay: garage-init does not fight over them.
+    assert_eq!(normalised(&rules(&g)), theirs);
+    assert_eq!(
+        garage_init(&lifecycle_env(&g, "7", "1"), &["plan"]).await.code,
+        0,
+        "Garage holds the other declaration"
+    );
+}

@@ -172,6 +172,35 @@ async fn metadata_lost_in_a_restart_mid_run_converges_with_the_new_node_id() {
     assert_second_run_changes_nothing(&g).await;
 }
 
+#[tokio::test]
+async fn an_import_refused_before_a_state_loss_is_tried_again_after_it() {
+    // What a run remembers must not outvote what it sees. Garage refuses to
+    // import a deleted key id (409); the run holds that answer, Garage then
+    // loses its metadata (and with it the deleted id), and the import must
+    // simply be made again: no "the key was deleted" from the earlier answer.
+    let mut g = Garage::started().await;
+    assert_eq!(garage_init(&init_env(&g, &g.admin_url()), &[]).await.code, 0);
+    g.post(&format!("DeleteKey?id={KEY_ID}"), serde_json::json!({})).await.unwrap();
+
+    let gate = Gate::hold_after(g.admin_port, "ImportKey").await;
+    let env = init_env(&g, &gate.url());
+    let init = tokio::spawn(async move { garage_init(&env, &[]).await });
+    gate.until_holding(Duration::from_secs(30)).await;
+    assert!(!init.is_finished(), "garage-init ended while held: {:?}", init.await.unwrap());
+    let refused = g.post("ImportKey", serde_json::json!({"accessKeyId": KEY_ID, "secretAccessKey": SECRET})).await;
+    assert_eq!(refused.map_err(|(status, _)| status).err(), Some(409), "Garage should refuse the deleted id");
+
+    g.kill();
+    g.wipe_metadata();
+    g.start();
+    g.wait_for_admin().await;
+    let new_id = g.node_id().await;
+
+    release_and_finish(&g, &gate, init).await;
+    check_converged(&g, &new_id).await.unwrap_or_else(|e| panic!("{e}\ngarage log:\n{}", g.log()));
+    assert_second_run_changes_nothing(&g).await;
+}
+
 /// splitmix64: a tiny seeded generator, so that a soak can be replayed.
 struct SplitMix64(u64);
 

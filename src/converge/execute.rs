@@ -62,6 +62,8 @@ enum Effect {
     Bucket(usize, BucketInfo),
     /// A bucket's lifecycle rules, as written or read.
     Lifecycle(usize, Vec<Rule>),
+    /// Rules written: what Garage holds now is read back before it is trusted.
+    LifecycleWritten(usize),
 }
 
 /// Runs `actions` (one phase) at once and folds Garage's answers into `observed`.
@@ -131,7 +133,7 @@ async fn run(
         Action::SetLifecycle { bucket, rules, .. } => {
             let key = desired.lifecycle_key(*bucket).expect("a declared lifecycle has an owner key");
             s3.set_lifecycle(&desired.buckets[*bucket].name, key, rules).await.map_err(ActionError::S3)?;
-            Effect::Lifecycle(*bucket, rules.clone())
+            Effect::LifecycleWritten(*bucket)
         }
         Action::ReadLifecycle { bucket } => {
             let key = desired.lifecycle_key(*bucket).expect("a declared lifecycle has an owner key");
@@ -211,6 +213,9 @@ fn fold(observed: &mut Observed, desired: &Desired, action: &Action, effect: Eff
     match effect {
         Effect::Status(status) => observed.status = status,
         Effect::Lifecycle(i, rules) => observed.lifecycles[i] = LifecycleSeen::Read(rules),
+        // Another writer may have written between our write and the proof:
+        // the next plan reads the rules back instead of assuming ours.
+        Effect::LifecycleWritten(i) => observed.lifecycles[i] = LifecycleSeen::Unread,
         Effect::Layout(layout) => {
             observed.status.layout_version = layout.version;
             for node in &mut observed.status.nodes {

@@ -218,6 +218,29 @@ pub fn others(current: &[Rule]) -> usize {
     current.iter().filter(|r| !r.ours()).count()
 }
 
+/// Rules of ours that read back otherwise than this run wrote them: another
+/// writer (a concurrent run with another declaration, or a person) changed
+/// them in between, and Garage keeps the last writer's.
+pub fn overwritten(bucket: &str, written: &[Rule], read: &[Rule]) -> crate::converge::plan::Conflict {
+    let ours = |rules: &[Rule]| -> String {
+        let mine: Vec<String> = rules.iter().filter(|r| r.ours()).map(Rule::describe).collect();
+        if mine.is_empty() { "none of garage-init's rules".into() } else { mine.join("; ") }
+    };
+    crate::converge::plan::Conflict {
+        message: format!(
+            "lifecycle rules of bucket {bucket} were changed by someone else while this run applied them: \
+             it wrote {}, and read back {}",
+            ours(written),
+            ours(read)
+        ),
+        hint: "Another garage-init run (or a person) declares other rules for this bucket, and Garage keeps \
+               whichever was written last. Make the declarations agree (GARAGE_INIT_EXPIRE_AFTER_DAYS, \
+               GARAGE_INIT_ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS, or the spec), then run `garage-init plan` \
+               to see what Garage holds."
+            .into(),
+    }
+}
+
 /// Every rule, as `check` and `status` show it.
 pub fn describe_all(current: &[Rule]) -> Vec<String> {
     current.iter().map(Rule::describe).collect()

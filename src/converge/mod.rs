@@ -85,11 +85,10 @@ pub async fn within_deadline<T>(
 /// Garage's answers, not about its state.
 #[derive(Default)]
 struct Memory {
-    /// Resources whose action Garage refused with a definite answer, and how often.
+    /// Resources whose action Garage refused with a definite answer, and how
+    /// often, while each observation since still planned that action (one
+    /// that finds the resource in place forgets them).
     definite: HashMap<Resource, u32>,
-    /// Keys whose import Garage refused with 409: if the key is still not
-    /// listed afterwards, its id was deleted, and can never be imported.
-    refused_imports: HashSet<usize>,
     /// Resources whose change failed without a definite refusal: a later
     /// observation that finds one in place most likely sees that change, and
     /// a bucket still missing may have been stored without its name.
@@ -97,6 +96,12 @@ struct Memory {
     /// Per wanted key, other keys seen with its name: listed only before the
     /// import, yet still worth the run's warning after a fresh observation.
     namesakes: HashMap<usize, Vec<String>>,
+    /// Per bucket, the lifecycle rules this run wrote and the id of the bucket
+    /// it wrote them to, until a read shows them in place. Rules of ours that
+    /// read back otherwise were written by someone else in between.
+    written_lifecycles: HashMap<usize, (String, Vec<lifecycle::Rule>)>,
+    /// Per bucket, how often the rules read back were not the ones written.
+    overwritten: HashMap<usize, u32>,
 }
 
 impl Memory {
@@ -111,6 +116,57 @@ impl Memory {
                 }
                 (true, None) => {}
             }
+        }
+    }
+
+    /// Checks what this run wrote against what `plan` found: a write read
+    /// back in place is forgotten; one that reads back otherwise (the plan
+    /// would write again) was overwritten by another writer, possibly a run
+    /// with another declaration. The first time, the answer may be a moment
+    /// old: `Ok(Some(why))` asks for a fresh observation; the second time it
+    /// is final. A bucket with a new id (Garage lost and re-created it) voids
+    /// what was written to the old one.
+    fn check_written_lifecycles(
+        &mut self,
+        desired: &crate::desired::Desired,
+        obs: &Observed,
+        plan: &plan::Plan,
+    ) -> Result<Option<String>, Error> {
+        let rewrites: HashSet<usize> = plan
+            .actions
+            .iter()
+            .filter_map(|a| if let Action::SetLifecycle { bucket, .. } = a { Some(*bucket) } else { None })
+            .collect();
+        let mut again = None;
+        let buckets: Vec<usize> = self.written_lifecycles.keys().copied().collect();
+        for b in buckets {
+            let same_bucket = obs.buckets[b].found.as_ref().is_some_and(|f| f.id == self.written_lifecycles[&b].0);
+            let observe::LifecycleSeen::Read(current) = &obs.lifecycles[b] else {
+                if !same_bucket {
+                    self.written_lifecycles.remove(&b);
+                }
+                continue;
+            };
+            if !same_bucket || !rewrites.contains(&b) {
+                self.written_lifecycles.remove(&b);
+                self.overwritten.remove(&b);
+                continue;
+            }
+            let strikes = self.overwritten.entry(b).or_default();
+            *strikes += 1;
+            let name = &desired.buckets[b].name;
+            if *strikes >= DEFINITE_FAILURES {
+                return Err(lifecycle::overwritten(name, &self.written_lifecycles[&b].1, current).into());
+            }
+            again = Some(format!("lifecycle rules of bucket {name} read back otherwise than written"));
+        }
+        Ok(again)
+    }
+
+    /// Notes a change that got no answer (once per resource).
+    fn unanswered(&mut self, resource: Resource) {
+        if !self.unanswered.contains(&resource) {
+            self.unanswered.push(resource);
         }
     }
 
@@ -175,18 +231,18 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 continue;
             }
             progress.finished(&membership);
+            // A refusal counts only while Garage still lacks what was refused.
+            memory.definite.retain(|r, _| plan.actions.iter().any(|a| a.resource() == *r));
+            if let Some(why) = memory.check_written_lifecycles(desired, &obs, &plan)? {
+                // Read again, from scratch, before anything is rewritten.
+                waiter.pause(&why).await;
+                continue;
+            }
             // What is left to do, as the deadline error would name it.
             let steps: Vec<String> = plan.actions.iter().map(|a| step_name(&a.line(desired, true))).collect();
             action_steps.iter().filter(|s| !steps.contains(s)).for_each(|s| progress.finished(s));
             steps.iter().for_each(|s| progress.started(s));
             action_steps = steps;
-            for action in &plan.actions {
-                if let Action::ImportKey { key } = action
-                    && memory.refused_imports.contains(key)
-                {
-                    return Err(key::deleted_id_conflict(&desired.keys[*key].id).into());
-                }
-            }
 
             let next = plan.next_phase();
             let needs_ready = next.as_ref().is_none_or(|wave| wave.phase.needs_ready_cluster());
@@ -254,6 +310,11 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 reporter.record(action.line(desired, false));
                 touched.push(action.resource());
                 memory.definite.remove(&action.resource());
+                if let Action::SetLifecycle { bucket, rules, .. } = action
+                    && let Some(found) = &obs.buckets[*bucket].found
+                {
+                    memory.written_lifecycles.insert(*bucket, (found.id.clone(), rules.clone()));
+                }
             }
             if !executed.done.is_empty() {
                 // Progress: the next wait starts from the fast phase again.
@@ -311,13 +372,10 @@ fn judge(
         return Err(Error::from_admin(e, member.client.base_url()));
     }
     if e.is_transient() || matches!(&e, AdminError::Api { status, .. } if *status >= 500) {
-        memory.unanswered.push(action.resource());
+        memory.unanswered(action.resource());
     }
     if e.is_transient() || e.is_layout_version_race() {
         return Ok(why);
-    }
-    if let (Action::ImportKey { key }, true) = (action, e.is_conflict()) {
-        memory.refused_imports.insert(*key);
     }
     let definite = matches!(&e, AdminError::Api { status, .. } if *status >= 500 || *status == 404 || *status == 409);
     if !definite {
@@ -330,6 +388,9 @@ fn judge(
     }
     Err(match (action, e) {
         (Action::Layout(_), AdminError::Api { status: 500, message, .. }) => Error::Layout { message },
+        // Refused twice, with an observation in between that still did not
+        // list it: the id is taken by a deleted key, which Garage never frees.
+        (Action::ImportKey { key }, e) if e.is_conflict() => key::deleted_id_conflict(&desired.keys[*key].id).into(),
         (_, e) => Error::from_admin(e, member.client.base_url()),
     })
 }
@@ -350,7 +411,7 @@ fn judge_s3(
     };
     if unanswered {
         if matches!(action, Action::SetLifecycle { .. }) {
-            memory.unanswered.push(action.resource());
+            memory.unanswered(action.resource());
         }
         return Ok(why);
     }

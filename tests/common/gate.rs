@@ -1,5 +1,5 @@
 //! A pass-through HTTP/1.1 proxy that can hold garage-init at an exact point
-//! of its run: once a given admin endpoint has been called, every later
+//! of its run: once a given admin endpoint (or S3 request) has been called, every later
 //! request waits at the proxy until the test releases it. The test then does
 //! to Garage what a crash would (kill it, damage its files, start it again)
 //! while garage-init is known to be between two requests.
@@ -25,8 +25,10 @@ pub struct Gate {
 
 struct State {
     upstream: SocketAddr,
-    /// The path (`/v2/ApplyClusterLayout`) after whose call requests are held.
+    /// The request after whose answer requests are held, as messages name it.
     hold_after: String,
+    /// Whether a request line (`POST /v2/ApplyClusterLayout HTTP/1.1`) is that request.
+    matches: Box<dyn Fn(&str) -> bool + Send + Sync>,
     inner: Mutex<Inner>,
     changed: Notify,
 }
@@ -51,11 +53,38 @@ impl Gate {
     /// endpoint name) was sent on, until [`Gate::release`]. The gate closes
     /// only once: later calls of `endpoint` pass.
     pub async fn hold_after(upstream_port: u16, endpoint: &str) -> Self {
+        let path = format!("/v2/{endpoint}");
+        let matches = move |line: &str| line.split(' ').nth(1).unwrap_or("").split('?').next() == Some(path.as_str());
+        Self::hold_after_matching(upstream_port, format!("/v2/{endpoint}"), Box::new(matches)).await
+    }
+
+    /// Like [`Gate::hold_after`], for an S3 request: the first `method` whose
+    /// query string has the sub-resource `query` (`PUT /bucket?lifecycle`).
+    pub async fn hold_after_s3(upstream_port: u16, method: &str, query: &str) -> Self {
+        let (method, query) = (method.to_string(), query.to_string());
+        let what = format!("{method} ?{query}");
+        let matches = move |line: &str| {
+            let mut parts = line.split(' ');
+            parts.next() == Some(method.as_str())
+                && parts
+                    .next()
+                    .and_then(|t| t.split_once('?'))
+                    .is_some_and(|(_, q)| q.split('&').any(|p| p == query || p.starts_with(&format!("{query}="))))
+        };
+        Self::hold_after_matching(upstream_port, what, Box::new(matches)).await
+    }
+
+    async fn hold_after_matching(
+        upstream_port: u16,
+        hold_after: String,
+        matches: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    ) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", super::free_port())).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
-            hold_after: format!("/v2/{endpoint}"),
+            hold_after,
+            matches,
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
         });
@@ -120,7 +149,7 @@ impl Drop for Gate {
 
 async fn forward(state: Arc<State>, mut client: TcpStream) {
     let Some((request_line, request)) = read_request(&mut client).await else { return };
-    let path = request_line.split(' ').nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
+    let is_hold_after = (state.matches)(&request_line);
     let held = {
         let mut inner = state.inner.lock().unwrap();
         inner.seen.push(request_line);
@@ -146,7 +175,7 @@ async fn forward(state: Arc<State>, mut client: TcpStream) {
     }
     // The first `hold_after` call closes the gate, before its answer is
     // passed on: the client's next request, whenever it comes, is held.
-    let gated = path == state.hold_after && {
+    let gated = is_hold_after && {
         let mut inner = state.inner.lock().unwrap();
         let first = !inner.closed_once;
         inner.closed_once = true;
