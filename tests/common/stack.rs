@@ -85,7 +85,11 @@ fn check_garage_image() {
         let out = out.expect("run docker");
         let said = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(
-            out.status.success() && (said == format!("garage v{version}") || said.starts_with(&format!("garage v{version} "))),
+            out.status.success()
+                && ["v", "cargo:"].iter().any(|form| {
+                    let want = format!("garage {form}{version}");
+                    said == want || said.starts_with(&format!("{want} "))
+                }),
             "the Garage image {image} does not run Garage v{version} (GARAGE_VERSION): `/garage --version` said {said:?}, \
              stderr {:?}. Build it with: GARAGE_VERSION={version} scripts/build-images garage",
             String::from_utf8_lossy(&out.stderr).trim()
