@@ -12,6 +12,9 @@
 //! then fills BENCHMARKS.md's bootstrap section), and `--baseline PATH`: another
 //! garage-init binary (e.g. built from an earlier commit), measured in the
 //! same samples as G, for a before/after comparison in one run.
+//! `--compose-only` measures only the compose stack (`--write` then fills
+//! BENCHMARKS.md's compose section), and `--compose-before FILE` adds an
+//! earlier compose.yaml to its samples.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
@@ -58,6 +61,17 @@ fn main() {
         return;
     }
 
+    let compose_before: Option<PathBuf> =
+        args.iter().position(|a| a == "--compose-before").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    if flag("--compose-only") {
+        writeln!(out, "{}", compose(samples, compose_before.as_deref())).unwrap();
+        println!("{out}");
+        if flag("--write") {
+            write_section("<!-- compose:begin -->", "<!-- compose:end -->", &out);
+        }
+        return;
+    }
+
     eprintln!("bench: {samples} samples of L and G, alternating");
     let (mut limits, mut inits, mut bases, mut kept) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let base = |b: &Path| init_sample(b, &[]);
@@ -95,7 +109,7 @@ fn main() {
     writeln!(out, "{}", trace(&bin)).unwrap();
     writeln!(out, "{}", sizes(&bin)).unwrap();
     if !flag("--skip-compose") {
-        writeln!(out, "{}", compose(samples.min(5))).unwrap();
+        writeln!(out, "{}", compose(samples.min(5), compose_before.as_deref())).unwrap();
     }
     if !flag("--skip-cluster") {
         writeln!(out, "{}", cluster(&bin, samples.min(5))).unwrap();
@@ -465,54 +479,121 @@ fn day_secs(ts: Option<&str>) -> f64 {
     }
 }
 
-/// `docker compose up -d --wait` from nothing to ready, next to the moment
-/// Garage's own healthcheck first passed in the same run (from the
-/// container's health log, so nothing polls Docker while `up` runs).
-fn compose(samples: usize) -> String {
+/// The compose files of a stack to measure: `main` (compose.yaml, or another
+/// file such as an earlier revision of it, run from the repository so that
+/// its relative paths resolve), the registry UI's stand-in (its image is not
+/// available offline), and the override for engines before 25.
+fn compose_files(main: &str) -> Vec<String> {
     let root = env!("CARGO_MANIFEST_DIR");
-    let (mut up, mut healthy, mut init_done) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..samples {
-        let project = format!("bench-{}", random_hex(3));
-        let file = format!("{root}/compose.yaml");
-        let start = day_secs(None);
-        let t0 = Instant::now();
-        let (ok, out) = docker(&[
-            "compose",
-            "-p",
-            &project,
-            "-f",
-            &file,
-            "up",
-            "-d",
-            "--wait",
-            "--pull",
-            "never",
-            "--scale",
-            "registry-ui=0",
-        ]);
-        let up_done = t0.elapsed();
-        assert!(ok, "compose up failed in {project}: {out}");
-        let health = docker(&["inspect", "-f", "{{json .State.Health.Log}}", &format!("{project}-garage-1")]).1;
-        let log: Vec<Value> = serde_json::from_str(&health).unwrap_or_default();
-        let first_ok = log.iter().find(|p| p["ExitCode"] == 0).and_then(|p| p["End"].as_str()).map(str::to_string);
-        let garage_started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &format!("{project}-garage-1")]).1;
-        let init_finished = docker(&["inspect", "-f", "{{.State.FinishedAt}}", &format!("{project}-garage-init-1")]).1;
-        init_done.push((day_secs(Some(&init_finished)) - day_secs(Some(&garage_started))) * 1000.0);
-        let garage_healthy = (day_secs(first_ok.as_deref()) - start) * 1000.0;
-        up.push(ms(up_done));
-        healthy.push(garage_healthy);
-        eprintln!("  compose sample {}: up {:.0} ms, garage healthy {garage_healthy:.0} ms", i + 1, ms(up_done));
-        let (ok, out) = docker(&["compose", "-p", &project, "-f", &file, "down", "-v", "--timeout", "5"]);
-        assert!(ok, "down failed: {out}");
+    let mut files = vec![main.to_string(), common::stack::registry_ui_stand_in().display().to_string()];
+    if common::stack::engine_before_25() && std::fs::read_to_string(main).unwrap_or_default().contains("start_interval")
+    {
+        files.push(format!("{root}/compose.engine-pre25.yaml"));
     }
-    let mut t =
-        format!("### Compose stack on the Docker engine ({samples} samples, from nothing, registry UI left out)\n\n");
+    files
+}
+
+fn compose_cmd(project: &str, files: &[String], args: &[&str]) -> (bool, String) {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut all = vec!["compose", "-p", project, "--project-directory", root, "--env-file", "/dev/null"];
+    for f in files {
+        all.extend(["-f", f.as_str()]);
+    }
+    all.extend(args);
+    docker(&all)
+}
+
+/// Garage alone: `up -d garage` until its admin API answers HTTP on the host.
+fn garage_alone_sample(files: &[String]) -> f64 {
+    let project = format!("bench-alone-{}", random_hex(3));
+    let t0 = Instant::now();
+    let (ok, out) = compose_cmd(&project, files, &["up", "-d", "--pull", "never", "--no-deps", "garage"]);
+    assert!(ok, "compose up garage failed in {project}: {out}");
+    let answered = loop {
+        let answer = std::net::TcpStream::connect("127.0.0.1:3903").ok().and_then(|mut c| {
+            use std::io::{Read, Write};
+            c.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+            c.write_all(b"GET /health HTTP/1.0\r\n\r\n").ok()?;
+            let mut head = [0u8; 12];
+            c.read_exact(&mut head).ok()?;
+            head.starts_with(b"HTTP/").then_some(())
+        });
+        if answer.is_some() {
+            break t0.elapsed();
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "Garage did not answer in {project}");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (ok, out) = compose_cmd(&project, files, &["down", "-v", "--timeout", "5"]);
+    assert!(ok, "down failed: {out}");
+    ms(answered)
+}
+
+/// The documented `up -d --wait`, from nothing; also when garage-init exited,
+/// from Garage's container start.
+fn stack_sample(files: &[String]) -> (f64, f64) {
+    let project = format!("bench-{}", random_hex(3));
+    let t0 = Instant::now();
+    let (ok, out) = compose_cmd(&project, files, &["up", "-d", "--wait", "--pull", "never"]);
+    let up = t0.elapsed();
+    assert!(ok, "compose up failed in {project}: {out}");
+    let garage_started = docker(&["inspect", "-f", "{{.State.StartedAt}}", &format!("{project}-garage-1")]).1;
+    let init_finished = docker(&["inspect", "-f", "{{.State.FinishedAt}}", &format!("{project}-garage-init-1")]).1;
+    let init = (day_secs(Some(&init_finished)) - day_secs(Some(&garage_started))) * 1000.0;
+    let (ok, out) = compose_cmd(&project, files, &["down", "-v", "--timeout", "5"]);
+    assert!(ok, "down failed: {out}");
+    (ms(up), init)
+}
+
+/// `docker compose up -d --wait` from nothing to ready, next to Garage alone
+/// answering HTTP (the limit: nothing can be ready before Garage answers), in
+/// the same samples, alternating; with `before`, an earlier compose file too.
+fn compose(samples: usize, before: Option<&Path>) -> String {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let now = compose_files(&format!("{root}/compose.yaml"));
+    let then = before.map(|b| compose_files(&b.display().to_string()));
+    let (mut alone, mut up, mut init, mut up_before) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..samples {
+        let mut order: Vec<u8> = vec![0, 1, 2];
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        for step in order {
+            match (step, &then) {
+                (0, _) => alone.push(garage_alone_sample(&now)),
+                (1, _) => {
+                    let (u, g) = stack_sample(&now);
+                    up.push(u);
+                    init.push(g);
+                }
+                (_, Some(files)) => up_before.push(stack_sample(files).0),
+                _ => {}
+            }
+        }
+        eprintln!(
+            "  compose sample {}: Garage alone answers {:.0} ms, up --wait {:.0} ms{}",
+            i + 1,
+            alone[i],
+            up[i],
+            up_before.get(i).map(|b| format!(", before: {b:.0} ms")).unwrap_or_default()
+        );
+    }
+    let mut t = format!(
+        "### Compose stack on the Docker engine ({samples} samples, from nothing, alternating; registry UI as a stand-in{})\n\n",
+        if common::stack::engine_before_25() { "; engine before 25: compose.engine-pre25.yaml added" } else { "" }
+    );
     t.push_str("| measure | median | min – max |\n|---|---|---|\n");
-    t += &row("Garage's healthcheck first passes, from `up`", &healthy, "ms");
-    t += &row("garage-init exit, from Garage's container start", &init_done, "ms");
+    t += &row("Garage alone: `up -d garage` until its admin API answers HTTP", &alone, "ms");
+    t += &row("garage-init exit, from Garage's container start", &init, "ms");
     t += &row("**`docker compose up -d --wait` returns**", &up, "ms");
-    let diff: Vec<f64> = up.iter().zip(&healthy).map(|(u, h)| u - h).collect();
-    t += &row("up − Garage healthy", &diff, "ms");
+    let diff: Vec<f64> = up.iter().zip(&alone).map(|(u, a)| u - a).collect();
+    t += &row("up − Garage alone", &diff, "ms");
+    if !up_before.is_empty() {
+        let name = before.unwrap().display();
+        t += &row(&format!("`up -d --wait` with the earlier file ({name})"), &up_before, "ms");
+        let diff: Vec<f64> = up_before.iter().zip(&alone).map(|(u, a)| u - a).collect();
+        t += &row("earlier file: up − Garage alone", &diff, "ms");
+    }
     t
 }
 

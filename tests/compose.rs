@@ -180,20 +180,27 @@ fn garage_init_run_again_changes_nothing() {
 
 #[test]
 #[ignore = "needs Docker and the local images: run scripts/test"]
-fn dependent_service_starts_only_after_garage_init_succeeded() {
+fn up_wait_covers_garage_init_while_the_registry_does_not_wait_for_garage() {
     let stack = Stack::new("order");
     assert_up(&stack);
-    let init = stack.inspect("garage-init");
-    let registry = stack.inspect("registry");
-    let finished = init["State"]["FinishedAt"].as_str().unwrap().to_string();
-    let started = registry["State"]["StartedAt"].as_str().unwrap().to_string();
+    let started = |service: &str| stack.inspect(service)["State"]["StartedAt"].as_str().unwrap().to_string();
+    let finished = stack.inspect("garage-init")["State"]["FinishedAt"].as_str().unwrap().to_string();
     // RFC 3339 timestamps of the same zone and precision compare as strings.
-    assert!(started > finished, "registry started at {started}, garage-init finished at {finished}");
-    let depends = &registry["Config"]["Labels"]["com.docker.compose.depends_on"];
+    assert!(started("registry") < finished, "the registry waited for garage-init (finished {finished})");
+    // The UI is what waits for garage-init, so that `up --wait` does too.
+    assert!(started("registry-ui") > finished, "registry-ui started before garage-init finished at {finished}");
+    let depends = |service: &str| stack.inspect(service)["Config"]["Labels"]["com.docker.compose.depends_on"].clone();
+    assert!(!depends("registry").to_string().contains("garage"), "registry depends on {}", depends("registry"));
     assert!(
-        depends.as_str().unwrap_or("").contains("garage-init:service_completed_successfully"),
-        "registry's dependency label: {depends}"
+        depends("registry-ui").as_str().unwrap_or("").contains("garage-init:service_completed_successfully"),
+        "registry-ui's dependency label: {}",
+        depends("registry-ui")
     );
+    // Log rotation on the long-running services.
+    for service in ["garage", "registry", "registry-ui"] {
+        let log = &stack.inspect(service)["HostConfig"]["LogConfig"];
+        assert_eq!(log["Config"]["max-size"], "10m", "{service}: {log}");
+    }
 }
 
 #[test]
@@ -266,6 +273,9 @@ fn wrong_admin_token_fails_up_with_garage_inits_auth_code() {
     let log = stack.logs("garage-init");
     assert!(log.contains("Error: Garage's admin API at http://garage:3903 rejected the admin token"), "{log}");
     assert!(!log.contains("not-the-admin-token") && !log.contains("garage-init-dev-admin-token"), "{log}");
+    // A failed initialization leaves the registry serving.
+    assert_eq!(stack.inspect("registry")["State"]["Status"], "running");
+    assert_eq!(get_json("http://127.0.0.1:5050/v2/"), serde_json::json!({}));
 }
 
 #[test]
@@ -290,4 +300,28 @@ fn three_node_variant_comes_up_with_its_documented_command() {
     let again = stack.compose(&["run", "--rm", "--no-deps", "garage-init"]);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(again.stdout.contains("nothing changed"), "{again:?}");
+}
+
+#[test]
+#[ignore = "needs Docker and the local images: run scripts/test"]
+fn an_engine_before_25_refuses_compose_yaml_alone_with_a_message_naming_start_interval() {
+    if !engine_before_25() {
+        eprintln!("skipped: this engine supports healthcheck start_interval (Engine 25 or later)");
+        return;
+    }
+    // What a user on such an engine sees without the override the README names.
+    let project = format!("gi-e2e-oldengine-{}", common::random_hex(3));
+    let compose = |args: &[&str]| {
+        let out = Command::new("docker")
+            .current_dir(repo_root())
+            .args(["compose", "-p", &project, "--env-file", "/dev/null", "-f", "compose.yaml"])
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let (code, said) = compose(&["up", "-d", "--pull", "never", "--no-deps", "garage"]);
+    let _ = compose(&["down", "-v", "--timeout", "1"]);
+    assert_ne!(code, Some(0), "{said}");
+    assert!(said.contains("start_interval") && said.contains("v25"), "{said}");
 }

@@ -6,8 +6,9 @@
 //! Garage image named by `GARAGE_IMAGE` (compose.yaml's default
 //! `dxflrs/garage:v2.1.0` when unset), compose.yaml's `registry:2.x.y`, and
 //! `GARAGE_INIT_IMAGE` (default `garage-init:local`). The registry UI
-//! image cannot be had on machines without a registry, so these tests scale
-//! `registry-ui` to 0 and say so.
+//! image cannot be had on machines without a registry, so these tests run a
+//! stand-in in its place (BusyBox's httpd from the registry image, named as
+//! such), with the UI's dependencies as compose.yaml declares them.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -62,6 +63,48 @@ fn done(out: Output) -> Done {
     }
 }
 
+/// A compose override that runs a stand-in for the registry UI, whose image
+/// no registry here serves: BusyBox's httpd on port 80, from the registry
+/// image (compose.yaml's tag). Its place in the start order is the real UI's.
+pub fn registry_ui_stand_in() -> PathBuf {
+    static FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        let compose = std::fs::read_to_string(repo_root().join("compose.yaml")).unwrap();
+        let image = compose
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("image: registry:"))
+            .map(|tag| format!("registry:{}", tag.split_whitespace().next().unwrap()))
+            .expect("compose.yaml names a registry image");
+        let path = std::env::temp_dir().join(format!("garage-init-e2e-registry-ui-{}.yaml", std::process::id()));
+        std::fs::write(
+            &path,
+            format!(
+                "# Stand-in for joxit/docker-registry-ui (not available offline).\n\
+                 services:\n  registry-ui:\n    image: {image}\n    \
+                 command: [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/etc\"]\n"
+            ),
+        )
+        .unwrap();
+        path
+    })
+    .clone()
+}
+
+/// Whether the Docker engine predates healthcheck `start_interval` (Engine 25,
+/// API 1.44), which compose.yaml uses: Compose refuses the file there.
+pub fn engine_before_25() -> bool {
+    static OLD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OLD.get_or_init(|| {
+        let out =
+            Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).output().expect("run docker");
+        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let major: u32 = version.split('.').next().and_then(|m| m.parse().ok()).unwrap_or_else(|| {
+            panic!("docker version: no server version in {version:?}: {}", String::from_utf8_lossy(&out.stderr))
+        });
+        major < 25
+    })
+}
+
 /// The Garage image compose will run: `GARAGE_IMAGE`, else compose.yaml's default.
 fn effective_garage_image() -> String {
     garage_image().unwrap_or_else(|| {
@@ -105,7 +148,7 @@ impl Stack {
         // A previous crashed run of the same test cannot hold the ports: tests run one at a time
         // and every stack is removed on drop.
         eprintln!(
-            "e2e: compose project {} with {} (registry-ui left out: its image is not available offline)",
+            "e2e: compose project {} with {} (registry-ui is a stand-in: its image is not available offline)",
             stack.project,
             garage_image().unwrap_or_else(|| "compose.yaml's default Garage image".into())
         );
@@ -177,12 +220,20 @@ impl Stack {
         for o in &self.overrides {
             cmd.arg("-f").arg(o);
         }
+        cmd.arg("-f").arg(registry_ui_stand_in());
+        // What the README says to add on an engine without healthcheck start_interval.
+        if engine_before_25() {
+            cmd.arg("-f").arg(repo_root().join("compose.engine-pre25.yaml"));
+            if self.overrides.iter().any(|o| o.ends_with("compose.cluster.yaml")) {
+                cmd.arg("-f").arg(repo_root().join("compose.cluster.engine-pre25.yaml"));
+            }
+        }
         done(cmd.args(args).output().expect("run docker compose"))
     }
 
-    /// The documented up command, without the registry UI.
+    /// The documented up command.
     pub fn up(&self) -> Done {
-        self.compose(&["up", "-d", "--wait", "--pull", "never", "--scale", "registry-ui=0"])
+        self.compose(&["up", "-d", "--wait", "--pull", "never"])
     }
 
     pub fn logs(&self, service: &str) -> String {
