@@ -80,32 +80,50 @@ impl std::fmt::Display for SmallFileError {
 }
 
 /// Reads a regular file of at most `limit` bytes, whatever its metadata
-/// says. Directories, pipes, sockets and devices are refused before they
-/// are opened (opening a FIFO waits for a writer; a device's size reads 0
-/// and `/dev/zero` never ends), and at most `limit + 1` bytes are read, so
-/// a file that grows while it is read is refused too.
+/// says, without ever waiting on it.
+///
+/// The path is opened once, with `O_NONBLOCK`, and the descriptor that open
+/// returned is what is checked and read: a path swapped for a named pipe
+/// after the first look is opened without waiting for a writer (a blocking
+/// open of a FIFO waits forever) and refused, as are directories, sockets
+/// and devices (a device's size reads 0 and `/dev/zero` never ends).
+/// `O_NOCTTY`: a terminal swapped in does not become the process's. A
+/// symbolic link at the path is followed: Kubernetes mounts secrets as
+/// links into a `..data` directory; what it leads to is checked the same.
+/// At most `limit + 1` bytes are read, so a file that grows while it is
+/// read is refused too.
 pub fn read_small_file(path: &Path, limit: u64) -> Result<String, SmallFileError> {
     use std::io::Read;
-    use std::os::unix::fs::FileTypeExt;
-    let kind = std::fs::metadata(path).map_err(SmallFileError::Unreadable)?.file_type();
-    let what = match kind {
-        k if k.is_file() => None,
-        k if k.is_dir() => Some("a directory"),
-        k if k.is_fifo() => Some("a named pipe (FIFO)"),
-        k if k.is_socket() => Some("a socket"),
-        k if k.is_char_device() || k.is_block_device() => Some("a device"),
-        _ => Some("not a regular file"),
-    };
-    if let Some(what) = what {
-        return Err(SmallFileError::NotRegular { what });
-    }
-    let file = std::fs::File::open(path).map_err(SmallFileError::Unreadable)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // A first look, so that a device is refused without being opened.
+    regular(std::fs::metadata(path).map_err(SmallFileError::Unreadable)?.file_type())?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(SmallFileError::Unreadable)?;
+    // What was opened, which may not be what the first look saw.
+    regular(file.metadata().map_err(SmallFileError::Unreadable)?.file_type())?;
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes).map_err(SmallFileError::Unreadable)?;
     if bytes.len() as u64 > limit {
         return Err(SmallFileError::TooLarge { limit });
     }
     String::from_utf8(bytes).map_err(|_| SmallFileError::NotText)
+}
+
+/// Refuses anything but a regular file, saying what it is.
+fn regular(kind: std::fs::FileType) -> Result<(), SmallFileError> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = match kind {
+        k if k.is_file() => return Ok(()),
+        k if k.is_dir() => "a directory",
+        k if k.is_fifo() => "a named pipe (FIFO)",
+        k if k.is_socket() => "a socket",
+        k if k.is_char_device() || k.is_block_device() => "a device",
+        _ => "a special file",
+    };
+    Err(SmallFileError::NotRegular { what })
 }
 
 /// Zones and tags: short printable words.

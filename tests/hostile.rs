@@ -280,3 +280,206 @@ fn check_waiting_for_services_ends_on_sigterm_with_the_interrupted_code() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
 }
+/// A FIFO at `path`, which no one ever writes to: a blocking open of it waits forever.
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid C string; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo {}", path.display());
+}
+
+/// How a run started by [`run_bounded`] ended.
+#[derive(Debug)]
+struct Ended {
+    /// `None`: killed by a signal (not ended by garage-init itself).
+    code: Option<i32>,
+    stderr: String,
+    /// From the start, or from the SIGTERM when one was sent.
+    took: Duration,
+}
+
+/// Runs garage-init; with `sigterm_after`, sends it SIGTERM then. A run that
+/// has not ended `bound` after its start (or after the signal) is killed and
+/// fails the test: that is a hang.
+fn run_bounded(env: &[(String, String)], args: &[&str], sigterm_after: Option<Duration>, bound: Duration) -> Ended {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_garage-init"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let mut from = Instant::now();
+    let mut signal_at = sigterm_after.map(|d| from + d);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signal_at.is_some_and(|at| Instant::now() >= at) {
+            signal_at = None;
+            from = Instant::now();
+            // SAFETY: signals our own child, which has not been reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+        if from.elapsed() > bound {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("garage-init {args:?} did not end within {bound:?}: {}", reader.join().unwrap());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let took = from.elapsed();
+    assert_eq!(status.signal(), None, "garage-init {args:?} was killed by a signal: {status:?}");
+    Ended { code: status.code(), stderr: reader.join().unwrap(), took }
+}
+
+/// Swaps each path between a regular file and a FIFO (hard links to its
+/// `.regular` and `.fifo` twins, renamed over it), as fast as it can, until
+/// dropped: a reader that looks at the path, then opens it, finds the other
+/// kind of file now and then.
+struct Swapper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Swapper {
+    fn start(paths: Vec<std::path::PathBuf>) -> Self {
+        use std::sync::atomic::Ordering;
+        for path in &paths {
+            mkfifo(&path.with_extension("fifo"));
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut swaps = 0;
+            while !stopping.load(Ordering::Relaxed) {
+                let twin = if swaps % 2 == 0 { "fifo" } else { "regular" };
+                for path in &paths {
+                    let next = path.with_extension("next");
+                    let _ = std::fs::remove_file(&next);
+                    std::fs::hard_link(path.with_extension(twin), &next).unwrap();
+                    // Atomic: a reader finds the old node or the new one at the path, never none.
+                    std::fs::rename(&next, path).unwrap();
+                }
+                swaps += 1;
+            }
+            swaps
+        });
+        Self { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Swapper {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let swaps = self.thread.take().unwrap().join().unwrap();
+        eprintln!("swapped {swaps} times");
+    }
+}
+
+#[tokio::test]
+async fn settings_files_swapped_for_a_fifo_never_hold_up_a_run_and_sigterm_ends_it_with_130() {
+    let g = Garage::started().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name);
+    const KEY: &str = "GK0123456789abcdef01234567";
+    let spec_naming = |secret_file: &str| {
+        format!(
+            "keys:\n  - id: {KEY}\n    secret_file: {secret_file}\nbuckets:\n  - name: swapped\n\
+             grants:\n  - key: {KEY}\n    bucket: swapped\n    permissions: [read, write]\n"
+        )
+    };
+    let key_secret = format!("{}1\n", "0".repeat(63));
+    // Each file twice: a stable copy, and a twin of the path that the swapper flips.
+    for (name, text) in [
+        ("token", format!("{}\n", g.token)),
+        ("secret", key_secret),
+        // The swapped spec names the swapped secret file: two swapped reads in one run.
+        ("spec", spec_naming("secret")),
+    ] {
+        std::fs::write(file(&format!("{name}.regular")), &text).unwrap();
+        std::fs::write(file(&format!("{name}.stable")), &text).unwrap();
+        std::fs::copy(file(&format!("{name}.regular")), file(name)).unwrap();
+    }
+    std::fs::write(file("spec.stable"), spec_naming("secret.stable")).unwrap();
+    let settings = [
+        ("GARAGE_INIT_ADMIN_TOKEN_FILE", "token", "--admin-token-file (GARAGE_INIT_ADMIN_TOKEN_FILE)"),
+        (
+            "GARAGE_INIT_SECRET_ACCESS_KEY_FILE",
+            "secret",
+            "--secret-access-key-file (GARAGE_INIT_SECRET_ACCESS_KEY_FILE)",
+        ),
+        ("GARAGE_INIT_SPEC", "spec", "spec "),
+    ];
+    // One setting's file swapped, the others stable.
+    let env_swapping = |swapped: usize| {
+        let mut env: Vec<(String, String)> =
+            g.init_env().into_iter().filter(|(k, _)| k != "GARAGE_INIT_ADMIN_TOKEN").collect();
+        for (i, (var, name, _)) in settings.iter().enumerate() {
+            let path = if i == swapped { file(name) } else { file(&format!("{name}.stable")) };
+            env.push((var.to_string(), path.display().to_string()));
+        }
+        env
+    };
+    let plans: Vec<_> = (0..3).map(env_swapping).collect();
+    // Against a dead admin port, a run that has read its files can only wait: it ends by SIGTERM.
+    let mut waiting = with(&env_swapping(0), "GARAGE_INIT_ADMIN_URL", "http://127.0.0.1:1");
+    waiting = with(&waiting, "GARAGE_INIT_DEADLINE", "60s");
+
+    // `env` reads only the secret file, and no more: many quick runs.
+    let env_run = env_swapping(1);
+
+    let swapper = Swapper::start(vec![file("token"), file("secret"), file("spec")]);
+    let outcomes = tokio::task::spawn_blocking(move || {
+        let mut outcomes = Vec::new();
+        for _ in 0..300 {
+            let ended = run_bounded(&env_run, &["env", "--format", "json"], None, Duration::from_secs(5));
+            assert!(matches!(ended.code, Some(0 | 2)), "{ended:?}");
+            outcomes.push((false, ended));
+        }
+        for i in 0..60u64 {
+            // Every fourth run is signalled, at a moment that moves through 25 to 85 ms after its
+            // start (earlier, the process may not have reached its first instruction yet).
+            let (env, args, sigterm) = match i % 4 {
+                3 => (&waiting, &["apply"][..], Some(Duration::from_millis(25 + (i * 7) % 60))),
+                _ => (&plans[(i % 3) as usize], &["plan"][..], None),
+            };
+            outcomes.push((sigterm.is_some(), run_bounded(env, args, sigterm, Duration::from_secs(10))));
+        }
+        outcomes
+    })
+    .await
+    .unwrap();
+    drop(swapper);
+    let (mut refused, mut planned, mut interrupted) = (0, 0, 0);
+    for (signalled, ended) in &outcomes {
+        match ended.code {
+            Some(2) => {
+                assert!(ended.stderr.contains("is a named pipe (FIFO), not a regular file"), "{ended:?}");
+                assert!(settings.iter().any(|(_, _, named)| ended.stderr.contains(named)), "{ended:?}");
+                refused += 1;
+            }
+            Some(0 | 10) if !signalled => planned += 1,
+            Some(130) if *signalled => {
+                assert!(ended.took < Duration::from_millis(1500), "exit {:?} after SIGTERM", ended.took);
+                assert!(ended.stderr.contains("interrupted"), "{ended:?}");
+                interrupted += 1;
+            }
+            _ => panic!("signalled: {signalled}: {ended:?}"),
+        }
+        assert!(!ended.stderr.contains(&g.token));
+    }
+    eprintln!("{refused} refused a FIFO, {planned} read the files, {interrupted} interrupted");
+    assert!(
+        refused > 0 && planned > 0 && interrupted > 0,
+        "{refused} refused, {planned} planned, {interrupted} interrupted"
+    );
+}
