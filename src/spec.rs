@@ -293,13 +293,17 @@ impl Validator<'_> {
         let mut seen = BTreeSet::new();
         let mut nodes = Vec::new();
         for n in specs {
-            let admin_url =
-                parse_http_url(&n.admin_url.value, "admin_url").map_err(|e| self.err(&n.admin_url, e.problem))?;
+            let admin_url = parse_http_url(&n.admin_url.value, "admin_url")
+                .map_err(|e| self.err(&n.admin_url, format!("admin_url: {}", e.problem)))?;
             if !seen.insert(admin_url.to_string()) {
                 return Err(self.err(&n.admin_url, format!("node {} is listed twice", n.admin_url.value)));
             }
             let rpc_address = match &n.rpc_address {
                 Some(a) => {
+                    if a.value.contains(['@', '/']) {
+                        // Not repeated: what comes before an `@` may be a password.
+                        return Err(self.err(a, "rpc_address must be host:port, with no user part or path"));
+                    }
                     let ok = a.value.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
                     if !ok {
                         return Err(self.err(a, format!("rpc_address `{}` must be host:port", a.value)));

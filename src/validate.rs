@@ -139,9 +139,18 @@ pub fn validate_label(s: &str) -> Result<(), String> {
 
 /// An `http://host[:port]` URL. garage-init is built without TLS so that it
 /// runs from a scratch image with no CA bundle; Garage in compose speaks HTTP.
+/// A URL with a user name or password in it is refused before anything else
+/// is said about it, so that no message repeats the password.
 pub fn parse_http_url(text: &str, setting: &str) -> Result<Url, ConfigError> {
     let text = text.trim();
     let with_scheme = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
+    if has_credentials(text) {
+        return Err(ConfigError::new(
+            setting,
+            "the URL has a user name or password in it (before an `@`), which garage-init neither sends nor \
+             repeats; remove it (Garage's admin API takes the admin token, its S3 API the access key)",
+        ));
+    }
     let url = Url::parse(&with_scheme).map_err(|e| ConfigError::new(setting, format!("`{text}` is not a URL: {e}")))?;
     match url.scheme() {
         "http" => {}
@@ -160,13 +169,27 @@ pub fn parse_http_url(text: &str, setting: &str) -> Result<Url, ConfigError> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::new(setting, format!("`{text}` has no host")));
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::new(setting, "credentials in the URL are not supported; use the token settings"));
-    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::new(setting, format!("`{text}` must not have a query or fragment")));
     }
     Ok(url)
+}
+
+/// Whether a URL's authority (what follows `scheme:` and its slashes, up to
+/// the path) has a user part: found without parsing the URL, so that a URL
+/// that is wrong in other ways too is still refused for this first.
+/// Backslashes count as slashes, as URL parsers treat them for http.
+fn has_credentials(url: &str) -> bool {
+    let after_scheme = match url.split_once(':') {
+        Some((scheme, rest))
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            rest
+        }
+        _ => url,
+    };
+    let authority = after_scheme.trim_start_matches(['/', '\\']).split(['/', '\\', '?', '#']).next();
+    authority.unwrap_or_default().contains('@')
 }
 
 /// Garage's key id format: `GK` and 24 hex digits.
@@ -391,9 +414,30 @@ mod tests {
         assert_eq!(parse_http_url("localhost:3903", s).unwrap().as_str(), "http://localhost:3903/");
         assert!(parse_http_url("https://garage:3903", s).unwrap_err().problem.contains("https"));
         assert!(parse_http_url("ftp://garage", s).is_err());
-        assert!(parse_http_url("http://u:p@garage:3903", s).is_err());
+        assert!(parse_http_url("http://garage:3903/a@b", s).is_ok(), "an @ in the path is no user part");
         assert!(parse_http_url("http://garage:3903/?x=1", s).is_err());
         assert!(parse_http_url("http://", s).is_err());
+    }
+
+    #[test]
+    fn a_url_with_a_password_is_refused_without_repeating_it_whatever_else_is_wrong() {
+        for url in [
+            "http://admin:hunter2@garage:3903",
+            "admin:hunter2@garage:3903",
+            "https://admin:hunter2@garage:3903",
+            "ftp://admin:hunter2@garage",
+            "http://admin:hunter2@gar age:3903",
+            "http://admin:hunter2@garage:99999",
+            "http://admin:hunter2@",
+            "http://admin:hunter2@garage:3903/?x=1#f",
+            "http:\\\\admin:hunter2@garage:3903",
+            "http:admin:hunter2@garage:3903",
+            "http://hunter2@garage:3903",
+        ] {
+            let e = parse_http_url(url, "--admin-url (X)").unwrap_err();
+            assert!(e.problem.contains("user name or password"), "{url}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{url}: {e}");
+        }
     }
 
     #[test]

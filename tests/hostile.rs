@@ -483,3 +483,56 @@ async fn settings_files_swapped_for_a_fifo_never_hold_up_a_run_and_sigterm_ends_
         "{refused} refused, {planned} planned, {interrupted} interrupted"
     );
 }
+
+#[tokio::test]
+async fn a_url_with_a_password_is_refused_from_every_source_without_repeating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(&spec, "cluster:\n  nodes:\n    - admin_url: http://admin:hunter2@garage-1:3903\n").unwrap();
+    let base = admin_env("http://127.0.0.1:9", "http://127.0.0.1:9");
+    let spec_path = spec.display().to_string();
+    // Each source, with something else wrong in most of the URLs too.
+    /// The environment, the arguments, and the setting the error must name.
+    type Case<'a> = (Vec<(String, String)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (base.clone(), vec!["--admin-url", "https://admin:hunter2@garage:3903"], "--admin-url (GARAGE_INIT_ADMIN_URL)"),
+        (
+            with(&base, "GARAGE_INIT_ADMIN_URL", "admin:hunter2@gar age:3903"),
+            vec![],
+            "--admin-url (GARAGE_INIT_ADMIN_URL)",
+        ),
+        (base.clone(), vec!["--s3-url", "http://key:hunter2@garage:99999"], "--s3-url (GARAGE_INIT_S3_URL)"),
+        (
+            with(&base, "GARAGE_INIT_S3_URL", "ftp://key:hunter2@garage/?x#y"),
+            vec!["plan"],
+            "--s3-url (GARAGE_INIT_S3_URL)",
+        ),
+        (with(&base, "GARAGE_INIT_SPEC", &spec_path), vec!["plan"], "line 3, column 18: admin_url:"),
+        (
+            vec![],
+            vec!["check", "--registry", "http://ci:hunter2@registry:5050/v2"],
+            "--registry (GARAGE_INIT_REGISTRY)",
+        ),
+        (
+            vec![("GARAGE_INIT_REGISTRY".into(), "ci:hunter2@localhost:5050".into())],
+            vec!["env"],
+            "--registry (GARAGE_INIT_REGISTRY)",
+        ),
+        (
+            vec![],
+            vec!["env", "--s3-endpoint", "http://key:hunter2@localhost:3900"],
+            "--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)",
+        ),
+        (
+            vec![("GARAGE_INIT_ADMIN_ENDPOINT".into(), "http://admin:hunter2@localhost:3903".into())],
+            vec!["check"],
+            "--admin-endpoint (GARAGE_INIT_ADMIN_ENDPOINT)",
+        ),
+    ];
+    for (env, args, setting) in cases {
+        let run = garage_init(&env, &args).await;
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(setting) && run.stderr.contains("user name or password"), "{args:?}: {run:?}");
+        assert!(!run.all_output().contains("hunter2"), "{args:?}: {run:?}");
+    }
+}
