@@ -16,8 +16,10 @@ pub enum Error {
     #[error("Garage's admin API at {url} rejected the admin token ({status} {code})")]
     Auth { url: String, status: u16, code: String },
 
-    #[error("gave up after {}: {}", secs(*.deadline), unfinished(.pending))]
-    Deadline { deadline: Duration, pending: Vec<Pending> },
+    /// The deadline passed: the steps it left unfinished, and the requests
+    /// it cut off ("GetClusterStatus at http://garage:3903 (sent 2.9s earlier)").
+    #[error("gave up after {}: {}{}", secs(*.deadline), unfinished(.pending, .in_flight), awaited(.in_flight))]
+    Deadline { deadline: Duration, pending: Vec<Pending>, in_flight: Vec<String> },
 
     #[error("{message}")]
     Conflict { message: String, hint: String },
@@ -39,10 +41,11 @@ pub enum Error {
 }
 
 /// "X was not ready; last error: E" for one step; every step with its last error for more.
-fn unfinished(pending: &[Pending]) -> String {
-    let last = |p: &Pending| p.last_error.clone().unwrap_or_else(|| "none; a request was still in flight".into());
+fn unfinished(pending: &[Pending], in_flight: &[String]) -> String {
+    let last = |p: &Pending| p.last_error.clone().unwrap_or_else(|| "none yet".into());
     match pending {
-        [] => "a request was still in flight".into(),
+        [] if in_flight.is_empty() => "the run had not finished".into(),
+        [] => "a request had no answer yet".into(),
         [one] => format!("{} was not ready; last error: {}", one.step, last(one)),
         many => {
             let each: Vec<String> = many
@@ -55,6 +58,11 @@ fn unfinished(pending: &[Pending]) -> String {
             format!("{} steps unfinished: {}", many.len(), each.join("; "))
         }
     }
+}
+
+/// "; no answer yet to R1, R2": the requests the deadline cut off.
+fn awaited(in_flight: &[String]) -> String {
+    if in_flight.is_empty() { String::new() } else { format!("; no answer yet to {}", in_flight.join(", ")) }
 }
 
 fn secs(d: Duration) -> String {
@@ -165,6 +173,7 @@ mod tests {
         let deadline = Error::Deadline {
             deadline: Duration::from_secs(3),
             pending: vec![pending("Garage's admin API at http://garage:3903", Some("Connection refused"))],
+            in_flight: vec![],
         };
         assert_eq!(deadline.code(), Code::Unreachable);
         assert_eq!(
@@ -174,11 +183,22 @@ mod tests {
         let several = Error::Deadline {
             deadline: Duration::from_millis(2500),
             pending: vec![pending("cluster readiness", Some("Quorum is not available")), pending("key GK1", None)],
+            in_flight: vec![],
         };
         assert_eq!(
             several.to_string(),
             "gave up after 2.5s: 2 steps unfinished: cluster readiness (last error: Quorum is not available); \
              key GK1 (not attempted yet)"
+        );
+        let cut_off = Error::Deadline {
+            deadline: Duration::from_secs(3),
+            pending: vec![pending("Garage's admin API at http://garage:3903", None)],
+            in_flight: vec!["GetClusterStatus at http://garage:3903 (sent 3.0s earlier)".into()],
+        };
+        assert_eq!(
+            cut_off.to_string(),
+            "gave up after 3s: Garage's admin API at http://garage:3903 was not ready; last error: none yet; \
+             no answer yet to GetClusterStatus at http://garage:3903 (sent 3.0s earlier)"
         );
     }
 }

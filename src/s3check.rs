@@ -18,7 +18,8 @@ use url::Url;
 use crate::converge::lifecycle::{self, Rule};
 use crate::desired::KeyWant;
 use crate::error::{Error, display_url};
-use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
+use crate::http::{NoAnswer, ReadError, human_limit, read_capped, redirected_to};
+use crate::wait::InFlight;
 
 /// How long presigned URLs stay valid; each is used at once.
 const SIGNATURE_TTL: Duration = Duration::from_secs(300);
@@ -84,7 +85,8 @@ pub enum Failure {
     /// An error answer. `code` and `message` come from its S3 error document
     /// (XML, entities decoded); `code` is `None` when the body is not one
     /// (Garage answers a bucket without lifecycle rules with a bare 404).
-    Status { op: &'static str, status: u16, code: Option<S3Code>, message: String },
+    /// `redirected`: where a redirect led, when the answer came from there.
+    Status { op: &'static str, status: u16, code: Option<S3Code>, message: String, redirected: Option<String> },
     /// A lifecycle request refused because the key is not an owner of the
     /// bucket (S3 lets only an owner read or write lifecycle rules).
     NotOwner { op: &'static str, message: String },
@@ -102,8 +104,11 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Transport(reason) => write!(f, "no answer: {reason}"),
-            Self::Status { op, status, code, message } => {
+            Self::Status { op, status, code, message, redirected } => {
                 write!(f, "{op}")?;
+                if let Some(target) = redirected {
+                    write!(f, ", redirected to {target},")?;
+                }
                 match code {
                     Some(code) => write!(f, " answered {status} {code}")?,
                     None => {
@@ -207,11 +212,23 @@ pub async fn probe_once(
     bucket_name: &str,
     key: &KeyWant,
 ) -> Result<Probed, Failure> {
+    probe_tracked(http, s3_url, region, bucket_name, key, &InFlight::default()).await
+}
+
+/// [`probe_once`], its requests recorded in `in_flight` while they wait for an answer.
+async fn probe_tracked(
+    http: &reqwest::Client,
+    s3_url: &Url,
+    region: &str,
+    bucket_name: &str,
+    key: &KeyWant,
+    in_flight: &InFlight,
+) -> Result<Probed, Failure> {
     let bucket = Bucket::new(s3_url.clone(), UrlStyle::Path, bucket_name.to_string(), region.to_string())
         .map_err(|e| Failure::Setup(e.to_string()))?;
     let credentials = Credentials::new(key.id.clone(), key.secret.expose().to_string());
     let object = probe_object_name();
-    let probe = Probe { http, bucket: &bucket, credentials: &credentials, object: &object };
+    let probe = Probe { http, bucket: &bucket, credentials: &credentials, object: &object, in_flight };
     let started = Instant::now();
     probe.round_trip(&probe_body()).await?;
     Ok(Probed { object, took: started.elapsed() })
@@ -233,6 +250,8 @@ pub struct Prover {
     http: reqwest::Client,
     s3_url: Url,
     region: String,
+    /// Requests without an answer yet, for the deadline error.
+    in_flight: InFlight,
 }
 
 impl Prover {
@@ -243,12 +262,18 @@ impl Prover {
 
     /// With an HTTP client the caller already has.
     pub fn with_client(http: reqwest::Client, s3_url: &Url, region: &str) -> Self {
-        Self { http, s3_url: s3_url.clone(), region: region.to_string() }
+        Self { http, s3_url: s3_url.clone(), region: region.to_string(), in_flight: InFlight::default() }
+    }
+
+    /// Requests sent and not answered yet.
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
     }
 
     /// One PUT, GET, DELETE round trip; returns the report detail.
     pub async fn prove(&self, bucket_name: &str, key: &KeyWant) -> Result<String, Failure> {
-        let Probed { object, took } = probe_once(&self.http, &self.s3_url, &self.region, bucket_name, key).await?;
+        let Probed { object, took } =
+            probe_tracked(&self.http, &self.s3_url, &self.region, bucket_name, key, &self.in_flight).await?;
         let ms = took.as_millis();
         Ok(format!("PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)", key.id))
     }
@@ -284,7 +309,7 @@ impl Prover {
         let bucket = self.bucket(bucket_name)?;
         let url = self.lifecycle_url(&bucket, key, Method::Get);
         let op = "GetBucketLifecycleConfiguration";
-        match send(op, self.http.get(url), MAX_LIFECYCLE_BYTES).await {
+        match send(op, self.http.get(url), MAX_LIFECYCLE_BYTES, &self.in_flight).await {
             Ok(body) => {
                 let text = std::str::from_utf8(&body)
                     .map_err(|_| Failure::Unreadable { op, reason: "the answer is not UTF-8 text".into() })?;
@@ -302,11 +327,11 @@ impl Prover {
         let bucket = self.bucket(bucket_name)?;
         let sent = if rules.is_empty() {
             let url = self.lifecycle_url(&bucket, key, Method::Delete);
-            send("DeleteBucketLifecycle", self.http.delete(url), MAX_ANSWER_BYTES).await
+            send("DeleteBucketLifecycle", self.http.delete(url), MAX_ANSWER_BYTES, &self.in_flight).await
         } else {
             let url = self.lifecycle_url(&bucket, key, Method::Put);
             let request = self.http.put(url).header("content-type", "application/xml").body(lifecycle::render(rules));
-            send("PutBucketLifecycleConfiguration", request, MAX_ANSWER_BYTES).await
+            send("PutBucketLifecycleConfiguration", request, MAX_ANSWER_BYTES, &self.in_flight).await
         };
         sent.map(drop).map_err(owner_needed)
     }
@@ -339,29 +364,40 @@ struct Probe<'a> {
     bucket: &'a Bucket,
     credentials: &'a Credentials,
     object: &'a str,
+    in_flight: &'a InFlight,
 }
 
 impl Probe<'_> {
     async fn round_trip(&self, body: &[u8]) -> Result<(), Failure> {
         let put = PutObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
-        send("PUT", self.http.put(put).body(body.to_vec()), MAX_ANSWER_BYTES).await?;
+        send("PUT", self.http.put(put).body(body.to_vec()), MAX_ANSWER_BYTES, self.in_flight).await?;
 
         let get = GetObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
-        let got = send("GET", self.http.get(get), MAX_ANSWER_BYTES).await?;
+        let got = send("GET", self.http.get(get), MAX_ANSWER_BYTES, self.in_flight).await?;
         let matches = got.as_slice() == body;
 
         // Clean up even when the bytes differ.
         let delete = DeleteObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
-        send("DELETE", self.http.delete(delete), MAX_ANSWER_BYTES).await?;
+        send("DELETE", self.http.delete(delete), MAX_ANSWER_BYTES, self.in_flight).await?;
 
         if matches { Ok(()) } else { Err(Failure::Mismatch { got: got.len() }) }
     }
 }
 
 /// Sends one S3 request; its answer's body (read up to `limit`), or the S3 error it carries.
-async fn send(op: &'static str, request: reqwest::RequestBuilder, limit: usize) -> Result<Vec<u8>, Failure> {
-    let response = request.send().await.map_err(|e| Failure::Transport(NoAnswer::from_reqwest(&e).reason))?;
+async fn send(
+    op: &'static str,
+    request: reqwest::RequestBuilder,
+    limit: usize,
+    in_flight: &InFlight,
+) -> Result<Vec<u8>, Failure> {
+    let (http, request) = request.build_split();
+    let request = request.map_err(|e| Failure::Setup(e.to_string()))?;
+    let requested = request.url().clone();
+    let _sent = in_flight.sent(format!("S3 {op} at {}", requested.origin().ascii_serialization()));
+    let response = http.execute(request).await.map_err(|e| Failure::Transport(NoAnswer::from_reqwest(&e).reason))?;
     let status = response.status();
+    let redirected = redirected_to(&requested, response.url());
     let bytes = read_capped(response, limit).await.map_err(|e| match e {
         ReadError::NoAnswer(n) => Failure::Transport(n.reason),
         ReadError::TooLarge { limit } => Failure::TooLarge { op, limit },
@@ -374,7 +410,7 @@ async fn send(op: &'static str, request: reqwest::RequestBuilder, limit: usize) 
         Some((code, message)) => (Some(code), message),
         None => (None, String::new()),
     };
-    Err(Failure::Status { op, status: status.as_u16(), code, message })
+    Err(Failure::Status { op, status: status.as_u16(), code, message, redirected })
 }
 
 /// The longest error message kept from an S3 error document.
@@ -436,17 +472,18 @@ mod tests {
 
     #[test]
     fn failures_read_as_what_s3_said() {
-        let status = |code: Option<S3Code>, message: &str| Failure::Status {
+        let status = |code: Option<S3Code>, message: &str, redirected: Option<&str>| Failure::Status {
             op: "PUT",
             status: 404,
             code,
             message: message.into(),
+            redirected: redirected.map(Into::into),
         };
-        assert_eq!(status(Some(S3Code::NoSuchBucket), "").to_string(), "PUT answered 404 NoSuchBucket");
-        assert_eq!(status(None, "").to_string(), "PUT answered 404 Not Found");
+        assert_eq!(status(Some(S3Code::NoSuchBucket), "", None).to_string(), "PUT answered 404 NoSuchBucket");
+        assert_eq!(status(None, "", None).to_string(), "PUT answered 404 Not Found");
         assert_eq!(
-            status(Some(S3Code::NoSuchBucket), "Bucket not found: b").to_string(),
-            "PUT answered 404 NoSuchBucket: Bucket not found: b"
+            status(Some(S3Code::NoSuchBucket), "Bucket not found: b", Some("http://other:3900/b/o")).to_string(),
+            "PUT, redirected to http://other:3900/b/o, answered 404 NoSuchBucket: Bucket not found: b"
         );
         let owner = Failure::NotOwner { op: "GetBucketLifecycleConfiguration", message: "Forbidden".into() };
         assert!(owner.not_owner_yet() && owner.may_be_propagation());
@@ -455,7 +492,13 @@ mod tests {
 
     #[test]
     fn region_mismatch_points_at_the_region_setting() {
-        let refused = |code| Failure::Status { op: "PUT", status: 403, code: Some(code), message: String::new() };
+        let refused = |code| Failure::Status {
+            op: "PUT",
+            status: 403,
+            code: Some(code),
+            message: String::new(),
+            redirected: None,
+        };
         assert!(hint_for(&refused(S3Code::AuthorizationHeaderMalformed)).contains("--s3-region"));
         assert!(hint_for(&refused(S3Code::SignatureDoesNotMatch)).contains("s3_region"));
     }
@@ -467,6 +510,7 @@ mod tests {
             status,
             code: Some(S3Code::parse(code)),
             message: String::new(),
+            redirected: None,
         };
         assert!(status("InvalidAccessKeyId", 403).may_be_propagation());
         assert!(status("ServiceUnavailable", 503).may_be_propagation());

@@ -536,3 +536,54 @@ async fn a_url_with_a_password_is_refused_from_every_source_without_repeating_it
         assert!(!run.all_output().contains("hunter2"), "{args:?}: {run:?}");
     }
 }
+
+/// A scripted server (not a real one): answers every request with a 307 to `target`.
+fn redirecting_server(target: String) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let answer = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {target}\r\nContent-Length: 0\r\n\r\n");
+            let _ = stream.write_all(answer.as_bytes());
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_answer_that_came_through_a_redirect_names_where_it_came_from() {
+    let g = Garage::started().await;
+    // Redirected to Garage's S3 port, whose XML error is the answer.
+    let target = format!("{}/v2/GetClusterStatus", g.s3_url());
+    let redirector = redirecting_server(target.clone());
+    let run = garage_init(&with(&g.init_env(), "GARAGE_INIT_ADMIN_URL", &redirector), &[]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("GetClusterStatus at {redirector} (redirected to {target}): this is an S3 API")),
+        "{run:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_names_the_requests_a_stopped_garage_never_answered() {
+    let mut g = Garage::started().await;
+    let pid = g.pid().expect("running");
+    // Stopped, Garage's kernel still accepts connections; nothing answers them.
+    // SAFETY: signals the test's own Garage process.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+    let run = garage_init(&with(&g.init_env(), "GARAGE_INIT_DEADLINE", "2s"), &[]).await;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGCONT) };
+    g.kill();
+    assert_eq!(run.code, 3, "{run:?}");
+    let admin = g.admin_url();
+    assert!(run.stderr.contains("gave up after 2s"), "{run:?}");
+    assert!(
+        run.stderr.contains(&format!("no answer yet to GetClusterStatus at {admin} (sent 2.0s earlier)")),
+        "{run:?}"
+    );
+    assert!(run.stderr.contains(&format!("GetKeyInfo at {admin} (sent 2.0s earlier)")), "{run:?}");
+}

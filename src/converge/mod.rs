@@ -36,7 +36,7 @@ use crate::desired::NodesWant;
 use crate::error::{Error, display_url};
 use crate::report::{Line, Outcome, Reporter};
 use crate::s3check;
-use crate::wait::{Progress, Waiter};
+use crate::wait::{InFlight, Progress, Waiter};
 
 use execute::ActionError;
 use observe::{KeyListing, Member, Observed, Readiness};
@@ -69,16 +69,28 @@ fn requests(members: &[Member]) -> u32 {
     members.iter().map(|m| m.client.requests()).sum()
 }
 
-/// Turns the deadline into the error that says what was awaited, and why.
+/// Turns the deadline into the error that says what was awaited, and why,
+/// and which of the requests recorded in `in_flight` it cut off.
 pub async fn within_deadline<T>(
     cfg: &ApplyConfig,
     progress: &Progress,
+    in_flight: &[&InFlight],
     work: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
-    match tokio::time::timeout(cfg.deadline, work).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Deadline { deadline: cfg.deadline, pending: progress.unfinished() }),
+    // Pinned here, so that its requests are still recorded when the deadline is reported.
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        result = &mut work => result,
+        () = tokio::time::sleep(cfg.deadline) => {
+            let in_flight = in_flight.iter().flat_map(|requests| requests.waiting()).collect();
+            Err(Error::Deadline { deadline: cfg.deadline, pending: progress.unfinished(), in_flight })
+        }
     }
+}
+
+/// The request lists of a run's admin and S3 clients.
+fn in_flight<'a>(members: &'a [Member], s3: &'a s3check::Prover) -> Vec<&'a InFlight> {
+    members.iter().map(|m| m.client.in_flight()).chain([s3.in_flight()]).collect()
 }
 
 /// What the loop has learnt that outlives one observation: facts about
@@ -135,6 +147,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
     let readiness = format!("cluster readiness at {coordinator_url}");
     let proof = format!("S3 check at {}", display_url(&cfg.s3_url));
 
+    let s3 = prover(cfg)?;
     let work = async {
         let mut waiter = Waiter::new(&observing);
         let mut action_steps: Vec<String> = Vec::new();
@@ -142,7 +155,6 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         let mut memory = Memory::default();
         let mut touched: Vec<Resource> = Vec::new();
         let mut proof_failing_since: Option<Instant> = None;
-        let s3 = prover(cfg)?;
         loop {
             let mut obs = match observed.take() {
                 Some(obs) => obs,
@@ -274,7 +286,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             waiter.pause(&reasons.join("; ")).await;
         }
     };
-    within_deadline(cfg, &progress, work).await?;
+    within_deadline(cfg, &progress, &in_flight(&members, &s3), work).await?;
     reporter.finish(started.elapsed(), requests(&members));
     Ok(())
 }
@@ -413,7 +425,7 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
             waiter.pause_paced(&why, slow).await;
         }
     };
-    let plan = within_deadline(cfg, &progress, work).await?;
+    let plan = within_deadline(cfg, &progress, &in_flight(&members, &s3), work).await?;
     if let Some(c) = plan.conflicts.first() {
         return Err(c.clone().into());
     }

@@ -589,7 +589,13 @@ mod tests {
     }
 
     fn s3_error(status: u16, code: &str, message: &str) -> Result<Probed, Failure> {
-        Err(Failure::Status { op: "PUT", status, code: Some(S3Code::parse(code)), message: message.into() })
+        Err(Failure::Status {
+            op: "PUT",
+            status,
+            code: Some(S3Code::parse(code)),
+            message: message.into(),
+            redirected: None,
+        })
     }
 
     #[test]
