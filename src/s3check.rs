@@ -167,10 +167,19 @@ impl Failure {
             Self::Unreadable { .. } | Self::Mismatch { .. } | Self::Setup(_) | Self::TooLarge { .. } => false,
         }
     }
+
+    /// Garage's answer that its own storage fails (a full disk, an I/O
+    /// error), which waiting does not mend.
+    pub fn storage_failure(&self) -> bool {
+        matches!(self, Self::Status { status, message, .. } if *status >= 500 && crate::error::storage_failure(message))
+    }
 }
 
 /// What to check when S3 refuses the key.
 fn hint_for(failure: &Failure) -> String {
+    if failure.storage_failure() {
+        return crate::error::STORAGE_HINT.to_string();
+    }
     if let Failure::NotOwner { .. } = failure {
         return "Garage lets only a key with the owner permission read or write lifecycle rules: grant it with \
                 `garage bucket allow --owner --key <key> <bucket>`, or add `owner` to the key's grant in the spec."
@@ -349,12 +358,21 @@ fn owner_needed(f: Failure) -> Failure {
 
 /// The error a failed lifecycle read or write ends a run with.
 pub fn lifecycle_error(s3_url: &Url, bucket: &str, failure: Failure) -> Error {
+    if failure.storage_failure() {
+        let at = display_url(s3_url);
+        return Error::Storage {
+            answer: format!("lifecycle rules of bucket {bucket}, through the S3 API at {at}: {failure}"),
+        };
+    }
     let hint = hint_for(&failure);
     Error::Lifecycle { bucket: bucket.to_string(), url: display_url(s3_url), reason: failure.to_string(), hint }
 }
 
 /// The error a failed proof ends a run with.
 pub fn verify_error(s3_url: &Url, failure: Failure) -> Error {
+    if failure.storage_failure() {
+        return Error::Storage { answer: format!("S3 check against {}: {failure}", display_url(s3_url)) };
+    }
     let hint = hint_for(&failure);
     Error::Verify { url: display_url(s3_url), reason: failure.to_string(), hint }
 }

@@ -1,11 +1,13 @@
 //! Hostile and broken peers: a wrong port, a server that never stops
-//! sending, a pipe instead of a file, a closed stdout. Each gets a clear
-//! error, bounded memory and the documented exit code.
+//! sending, a pipe instead of a file (or swapped in for one), a closed
+//! stdout, a full disk under Garage, a Garage that stops answering. Each
+//! gets a clear error, bounded memory and the documented exit code.
 //!
 //! Real components where they can show it (Garage's S3 port given as the
-//! admin URL, a real registry as a foreign HTTP server); small scripted
-//! servers, named as such, for answers no real server gives: an endless
-//! body, a body that announces gigabytes.
+//! admin URL, a real registry as a foreign HTTP server, a real Garage on a
+//! full tmpfs, a real Garage stopped with SIGSTOP); small scripted servers,
+//! named as such, for answers no real server gives: an endless body, a body
+//! that announces gigabytes, a redirect.
 
 mod common;
 
@@ -280,6 +282,7 @@ fn check_waiting_for_services_ends_on_sigterm_with_the_interrupted_code() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
 }
+
 /// A FIFO at `path`, which no one ever writes to: a blocking open of it waits forever.
 fn mkfifo(path: &std::path::Path) {
     let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
@@ -586,4 +589,67 @@ async fn the_deadline_names_the_requests_a_stopped_garage_never_answered() {
         "{run:?}"
     );
     assert!(run.stderr.contains(&format!("GetKeyInfo at {admin} (sent 2.0s earlier)")), "{run:?}");
+}
+
+/// A tmpfs of `size` mounted at `dir` (which is created) until dropped: a
+/// disk that fills up. Mounting needs root, as the test machines run.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&dir).unwrap();
+        let out =
+            Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(&dir).output();
+        let out = out.expect("run mount");
+        assert!(out.status.success(), "mount -t tmpfs (needs root): {}", String::from_utf8_lossy(&out.stderr));
+        Self(dir)
+    }
+
+    /// Fills what is left of it.
+    fn fill(&self) {
+        let mut file = std::fs::File::create(self.0.join("filler")).unwrap();
+        let block = vec![0u8; 64 << 10];
+        while file.write_all(&block).is_ok() {}
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: Garage may still hold files open on it.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_garage_whose_disk_is_full_is_reported_as_such_long_before_the_deadline() {
+    let mut g = Garage::new();
+    let disk = Tmpfs::mount(g.metadata_dir(), "8m");
+    g.start();
+    g.wait_for_admin().await;
+    let run = garage_init(&g.init_env(), &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    disk.fill();
+    // Another key and bucket: Garage's database answers its writes with errors of the full disk.
+    let mut env = g.init_env();
+    for (var, value) in [
+        ("GARAGE_INIT_ACCESS_KEY_ID", "GK0123456789abcdef01234567"),
+        ("GARAGE_INIT_SECRET_ACCESS_KEY", "0000000000000000000000000000000000000000000000000000000000000001"),
+        ("GARAGE_INIT_BUCKET", "second"),
+        ("GARAGE_INIT_DEADLINE", "60s"),
+    ] {
+        env = with(&env, var, value);
+    }
+    let run = garage_init(&env, &[]).await;
+    eprintln!("{run:?}");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.elapsed < Duration::from_secs(20), "reported after {:?}, not at once", run.elapsed);
+    assert!(run.stderr.contains("Garage's storage is failing (a full disk, or an I/O error)"), "{run:?}");
+    assert!(
+        ["No space left on device", "Input/output error"].iter().any(|e| run.stderr.contains(e)),
+        "Garage's own words are given: {run:?}"
+    );
+    assert!(run.stderr.contains("Free space on the volumes of Garage's metadata_dir"), "{run:?}");
+    assert!(!run.stderr.contains("Is Garage running"), "{run:?}");
+    assert!(!run.stderr.contains("&quot;"), "S3's XML is decoded: {run:?}");
+    assert!(g.log().contains("LMDB"), "Garage's log shows its database failing");
 }

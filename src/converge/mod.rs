@@ -52,6 +52,10 @@ const TRUST_UNEXPLAINED_WAIT: Duration = Duration::from_secs(1);
 /// 409) to the same resource, with a fresh observation in between, before
 /// the answer is taken as final.
 const DEFINITE_FAILURES: u32 = 2;
+/// How long Garage may keep saying that its storage fails (a full disk, an
+/// I/O error) before the answer is taken as final: a moment, in case space
+/// is being freed, but far less than a deadline.
+const STORAGE_GRACE: Duration = Duration::from_secs(5);
 
 /// The admin APIs a run talks to: one per listed node, or the one `--admin-url`.
 pub fn members(cfg: &ApplyConfig) -> Result<Vec<Member>, Error> {
@@ -109,6 +113,8 @@ struct Memory {
     /// Per wanted key, other keys seen with its name: listed only before the
     /// import, yet still worth the run's warning after a fresh observation.
     namesakes: HashMap<usize, Vec<String>>,
+    /// Since when Garage has answered that its storage fails, with no change going through since.
+    storage_failing_since: Option<Instant>,
 }
 
 impl Memory {
@@ -124,6 +130,13 @@ impl Memory {
                 (true, None) => {}
             }
         }
+    }
+
+    /// Notes an answer of Garage's saying its storage fails: a reason to look
+    /// again for [`STORAGE_GRACE`], then the end of the run.
+    fn storage_failed(&mut self, answer: impl FnOnce() -> String) -> Result<(), Error> {
+        let since = *self.storage_failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < STORAGE_GRACE { Ok(()) } else { Err(Error::Storage { answer: answer() }) }
     }
 
     /// Buckets whose change got no answer and that may be stored nameless.
@@ -244,6 +257,10 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                         let since = *proof_failing_since.get_or_insert_with(Instant::now);
                         let final_answer = match &failure {
                             s3check::Failure::Transport(_) => false,
+                            f if f.storage_failure() => {
+                                memory.storage_failed(|| format!("{proof}: {failure}"))?;
+                                false
+                            }
                             f if f.may_be_propagation() => since.elapsed() > s3check::PROPAGATION_GRACE,
                             _ => true,
                         };
@@ -270,6 +287,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             if !executed.done.is_empty() {
                 // Progress: the next wait starts from the fast phase again.
                 proof_failing_since = None;
+                memory.storage_failing_since = None;
                 waiter = Waiter::new(&observing);
             }
             if executed.failed.is_empty() {
@@ -322,6 +340,13 @@ fn judge(
     if e.is_auth() {
         return Err(Error::from_admin(e, member.client.base_url()));
     }
+    if let AdminError::Api { status: 500.., message, .. } = &e
+        && crate::error::storage_failure(message)
+    {
+        memory.unanswered.push(action.resource());
+        memory.storage_failed(|| why.clone())?;
+        return Ok(why);
+    }
     if e.is_transient() || matches!(&e, AdminError::Api { status, .. } if *status >= 500) {
         memory.unanswered.push(action.resource());
     }
@@ -355,6 +380,11 @@ fn judge_s3(
     memory: &mut Memory,
 ) -> Result<String, Error> {
     let why = format!("S3 API at {}: {failure}", display_url(s3_url));
+    if failure.storage_failure() {
+        let Resource::Lifecycle(bucket) = action.resource() else { unreachable!("only lifecycle actions use S3") };
+        let bucket = &desired.buckets[bucket].name;
+        memory.storage_failed(|| format!("lifecycle rules of bucket {bucket}, through the {why}"))?;
+    }
     let unanswered = match &failure {
         s3check::Failure::Transport(_) => true,
         s3check::Failure::Status { status, .. } => *status >= 500,

@@ -477,6 +477,8 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
         |what: String| Probe::new(address, State::NotInitialized, format!("{what}{layout} ({failure})"));
     match &failure {
         Failure::Transport(reason) => Probe::new(address, State::Unreachable, reason.clone()),
+        f if f.storage_failure() => Probe::new(address, State::Failed, format!("Garage's storage is failing ({f})"))
+            .with_hint(crate::error::STORAGE_HINT),
         Failure::Status { code, message, status, .. } => match code {
             Some(S3Code::NoSuchBucket) => not_initialized(format!("bucket {bucket} does not exist")),
             Some(S3Code::InvalidAccessKeyId) => not_initialized(format!("access key {id} does not exist")),
@@ -624,6 +626,12 @@ mod tests {
         assert!(p.detail.contains("no cluster layout"), "{p:?}");
         let p = classify_garage(&cfg, s3_error(503, "ServiceUnavailable", ""), &ok);
         assert_eq!(p.state, State::Failed);
+        let full = "Internal error: Could not reach quorum of 1. 0 of 1 request succeeded, others returned errors: \
+                    [\"9d16: DB error: LMDB: No space left on device (os error 28)\"]";
+        let p = classify_garage(&cfg, s3_error(503, "ServiceUnavailable", full), &ok);
+        assert_eq!(p.state, State::Failed);
+        assert!(p.detail.starts_with("Garage's storage is failing (PUT answered 503 ServiceUnavailable"), "{p:?}");
+        assert!(p.hint.unwrap().starts_with("Free space"));
 
         let p = classify_garage(&cfg, Err(Failure::Transport("Connection refused".into())), &Health::Unavailable);
         assert_eq!((p.state, p.detail.as_str()), (State::Unreachable, "Connection refused"));
