@@ -653,3 +653,31 @@ async fn a_garage_whose_disk_is_full_is_reported_as_such_long_before_the_deadlin
     assert!(!run.stderr.contains("&quot;"), "S3's XML is decoded: {run:?}");
     assert!(g.log().contains("LMDB"), "Garage's log shows its database failing");
 }
+
+#[tokio::test]
+async fn proxy_variables_do_not_change_a_run() {
+    let g = Garage::started().await;
+    let registry = registry::Registry::started().await;
+    // A port nothing listens on: a request sent through it would fail.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut env = g.init_env();
+    for var in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        env.push((var.into(), dead.clone()));
+    }
+    env.push(("NO_PROXY".into(), "nothing.invalid".into()));
+    env.push(("no_proxy".into(), "nothing.invalid".into()));
+    let run = garage_init(&env, &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let run = garage_init(&env, &["plan"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut check_env: Vec<(String, String)> =
+        env.iter().filter(|(k, _)| !k.starts_with("GARAGE_INIT_")).cloned().collect();
+    check_env.push(("GARAGE_INIT_REGISTRY".into(), format!("127.0.0.1:{}", registry.port)));
+    check_env.push(("GARAGE_INIT_S3_ENDPOINT".into(), g.s3_url()));
+    check_env.push(("GARAGE_INIT_ADMIN_ENDPOINT".into(), g.admin_url()));
+    let run = garage_init(&check_env, &["check"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    // And the choice is documented where a user looks.
+    let help = garage_init(&[], &["--help"]).await;
+    assert!(help.stdout.contains("Proxy variables (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY"), "{help:?}");
+}
