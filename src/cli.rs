@@ -20,7 +20,9 @@ use crate::exit::{For, help};
     long_about = "Bootstrap a Garage 2.x object store: node layout, bucket, access key and grants, proven by a real S3 write.\n\n\
         Without a subcommand, garage-init runs `apply`: it waits for Garage's admin API, converges the \
         cluster to the wanted state, checks that the key can write to the bucket, and exits 0. Running it \
-        again changes nothing. It never deletes or overwrites a bucket, a key or a layout role.",
+        again changes nothing. It never deletes or overwrites a bucket, a key or a layout role.\n\n\
+        Proxy variables (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY, upper or lower case) are ignored by \
+        every command: requests go straight to the addresses given.",
     after_long_help = help(For::Apply),
     args_conflicts_with_subcommands = true
 )]

@@ -16,8 +16,14 @@ pub enum Error {
     #[error("Garage's admin API at {url} rejected the admin token ({status} {code})")]
     Auth { url: String, status: u16, code: String },
 
-    #[error("gave up after {}: {}", secs(*.deadline), unfinished(.pending))]
-    Deadline { deadline: Duration, pending: Vec<Pending> },
+    /// The deadline passed: the steps it left unfinished, and the requests
+    /// it cut off ("GetClusterStatus at http://garage:3903 (sent 2.9s earlier)").
+    #[error("gave up after {}: {}{}", secs(*.deadline), unfinished(.pending, .in_flight), awaited(.in_flight))]
+    Deadline { deadline: Duration, pending: Vec<Pending>, in_flight: Vec<String> },
+
+    /// Garage answers, and its answer says that its own storage fails.
+    #[error("Garage's storage is failing (a full disk, or an I/O error): {answer}")]
+    Storage { answer: String },
 
     #[error("{message}")]
     Conflict { message: String, hint: String },
@@ -39,10 +45,11 @@ pub enum Error {
 }
 
 /// "X was not ready; last error: E" for one step; every step with its last error for more.
-fn unfinished(pending: &[Pending]) -> String {
-    let last = |p: &Pending| p.last_error.clone().unwrap_or_else(|| "none; a request was still in flight".into());
+fn unfinished(pending: &[Pending], in_flight: &[String]) -> String {
+    let last = |p: &Pending| p.last_error.clone().unwrap_or_else(|| "none yet".into());
     match pending {
-        [] => "a request was still in flight".into(),
+        [] if in_flight.is_empty() => "the run had not finished".into(),
+        [] => "a request had no answer yet".into(),
         [one] => format!("{} was not ready; last error: {}", one.step, last(one)),
         many => {
             let each: Vec<String> = many
@@ -57,6 +64,26 @@ fn unfinished(pending: &[Pending]) -> String {
     }
 }
 
+/// "; no answer yet to R1, R2": the requests the deadline cut off.
+fn awaited(in_flight: &[String]) -> String {
+    if in_flight.is_empty() { String::new() } else { format!("; no answer yet to {}", in_flight.join(", ")) }
+}
+
+/// Words in Garage's answers that say its own storage fails: its database's
+/// errors (`DB error: LMDB: …`), and the operating system's for a full or
+/// failing disk. Garage passes them on inside a 500 or 503.
+const STORAGE_ERRORS: [&str; 5] =
+    ["DB error", "No space left on device", "Input/output error", "Read-only file system", "Disk quota exceeded"];
+
+/// Whether an error message of Garage's says that its storage fails.
+pub fn storage_failure(message: &str) -> bool {
+    STORAGE_ERRORS.iter().any(|e| message.contains(e))
+}
+
+/// What to do about Garage's storage failing.
+pub const STORAGE_HINT: &str = "Free space on the volumes of Garage's metadata_dir and data_dir, or replace the \
+    failing disk (`docker compose logs garage` shows the error), then run garage-init again.";
+
 fn secs(d: Duration) -> String {
     if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{:.1}s", d.as_secs_f64()) }
 }
@@ -67,6 +94,7 @@ impl Error {
             Self::Config(_) => Code::Config,
             Self::Auth { .. } => Code::Auth,
             Self::Deadline { .. } => Code::Unreachable,
+            Self::Storage { .. } => Code::Failure,
             Self::Conflict { .. } => Code::Conflict,
             Self::Verify { .. } | Self::Lifecycle { .. } => Code::Verify,
             Self::Layout { .. } | Self::Admin(_) => Code::Failure,
@@ -86,6 +114,12 @@ impl Error {
                  with admin_token in Garage's config or its GARAGE_ADMIN_TOKEN variable."
                     .into(),
             ),
+            Self::Deadline { pending, .. }
+                if pending.iter().filter_map(|p| p.last_error.as_deref()).any(storage_failure) =>
+            {
+                Some(STORAGE_HINT.into())
+            }
+            Self::Storage { .. } => Some(STORAGE_HINT.into()),
             Self::Deadline { .. } => Some(
                 "Is Garage running and is the URL right? Check `docker compose ps garage` and \
                  `docker compose logs garage`, or give more time with --deadline."
@@ -165,6 +199,7 @@ mod tests {
         let deadline = Error::Deadline {
             deadline: Duration::from_secs(3),
             pending: vec![pending("Garage's admin API at http://garage:3903", Some("Connection refused"))],
+            in_flight: vec![],
         };
         assert_eq!(deadline.code(), Code::Unreachable);
         assert_eq!(
@@ -174,11 +209,39 @@ mod tests {
         let several = Error::Deadline {
             deadline: Duration::from_millis(2500),
             pending: vec![pending("cluster readiness", Some("Quorum is not available")), pending("key GK1", None)],
+            in_flight: vec![],
         };
         assert_eq!(
             several.to_string(),
             "gave up after 2.5s: 2 steps unfinished: cluster readiness (last error: Quorum is not available); \
              key GK1 (not attempted yet)"
         );
+        let cut_off = Error::Deadline {
+            deadline: Duration::from_secs(3),
+            pending: vec![pending("Garage's admin API at http://garage:3903", None)],
+            in_flight: vec!["GetClusterStatus at http://garage:3903 (sent 3.0s earlier)".into()],
+        };
+        assert_eq!(
+            cut_off.to_string(),
+            "gave up after 3s: Garage's admin API at http://garage:3903 was not ready; last error: none yet; \
+             no answer yet to GetClusterStatus at http://garage:3903 (sent 3.0s earlier)"
+        );
+    }
+
+    #[test]
+    fn garages_own_storage_failing_is_said_as_such() {
+        let full = "Internal error: Could not reach quorum of 1 (sets=Some(1)). 0 of 1 request succeeded, others \
+                    returned errors: [\"9d16: DB error: LMDB: No space left on device (os error 28)\"]";
+        assert!(storage_failure(full));
+        assert!(!storage_failure("Internal error: Could not reach quorum of 2. 1 of 3 request succeeded: Timeout"));
+        let deadline = Error::Deadline {
+            deadline: Duration::from_secs(3),
+            pending: vec![Pending { step: "S3 check".into(), last_error: Some(full.into()) }],
+            in_flight: vec![],
+        };
+        assert!(deadline.hint().unwrap().starts_with("Free space"), "{:?}", deadline.hint());
+        let storage = Error::Storage { answer: format!("S3 PUT at http://garage:3900 answered 503: {full}") };
+        assert_eq!(storage.code(), Code::Failure);
+        assert!(storage.to_string().starts_with("Garage's storage is failing (a full disk, or an I/O error): S3 PUT"));
     }
 }

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 pub enum Code {
     /// Converged (or: the check passed, nothing to do).
     Ok = 0,
-    /// Anything not covered below: an unexpected answer from Garage, a layout Garage cannot compute.
+    /// Anything not covered below: Garage's storage failing, an unexpected answer from Garage, a
+    /// layout Garage cannot compute.
     Failure = 1,
     /// Invalid input: a flag, variable, file or spec; nothing was sent to Garage.
     Config = 2,
@@ -81,7 +82,11 @@ impl From<Code> for ExitCode {
 /// them), and `status` explains a garage-init container's exit code with it.
 pub const TABLE: [(Code, &str); 13] = [
     (Code::Ok, "converged: the layout, key, bucket and grant are in place and the key can write"),
-    (Code::Failure, "other failure: an unexpected answer from Garage, or a layout Garage cannot compute"),
+    (
+        Code::Failure,
+        "other failure: Garage's storage failing (a full disk, an I/O error), an unexpected answer from Garage, \
+         or a layout Garage cannot compute",
+    ),
     (Code::Config, "invalid input (flag, variable or file); nothing was sent to Garage"),
     (Code::Unreachable, "Garage unreachable, or the deadline passed while waiting for it"),
     (Code::Auth, "Garage rejected the admin token"),

@@ -86,6 +86,21 @@ pub async fn read_capped(mut response: reqwest::Response, limit: usize) -> Resul
     Ok(body)
 }
 
+/// Where a redirect led, when the answer came from elsewhere than the URL
+/// requested: scheme, host, port and path only (a query can hold a
+/// signature, a user part a password).
+pub fn redirected_to(requested: &url::Url, answered: &url::Url) -> Option<String> {
+    if answered == requested {
+        return None;
+    }
+    let mut shown = answered.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    shown.set_query(None);
+    shown.set_fragment(None);
+    Some(shown.to_string())
+}
+
 /// "4 MiB", "64 KiB", "512 B".
 pub fn human_limit(limit: usize) -> String {
     match limit {
@@ -98,6 +113,14 @@ pub fn human_limit(limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_target_is_shown_without_its_user_part_or_query() {
+        let requested: url::Url = "http://garage:3903/v2/GetClusterStatus".parse().unwrap();
+        assert_eq!(redirected_to(&requested, &requested), None);
+        let elsewhere: url::Url = "http://u:secret@proxy:8080/login?sig=abc#x".parse().unwrap();
+        assert_eq!(redirected_to(&requested, &elsewhere).as_deref(), Some("http://proxy:8080/login"));
+    }
 
     #[test]
     fn limits_read_like_sizes() {

@@ -57,6 +57,8 @@ pub mod spec;
 pub mod validate;
 pub mod wait;
 
+use std::sync::{Arc, OnceLock};
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command, LogFormat};
@@ -66,24 +68,18 @@ use crate::exit::Code;
 use crate::report::Reporter;
 
 /// Runs the command line to completion and prints the outcome; returns the exit code.
+/// SIGINT and SIGTERM end the process from their own thread ([`exit_on_stop_signals`]).
 pub async fn run(cli: Cli) -> Code {
     let format = cli.log_format;
-    let work = async {
-        match cli.command {
-            None => apply(&cli.apply, format).await,
-            Some(Command::Apply(args)) => apply(&args, format).await,
-            Some(Command::Plan(args)) => plan(&args, format).await,
-            Some(Command::Check(args)) => host::check::run(&args).await,
-            Some(Command::Env(args)) => host::env::run(&args),
-            Some(Command::Status(args)) => host::status::run(&args).await,
-            Some(Command::Completions { shell }) => Ok(manual::completions(shell)),
-            Some(Command::Man) => Ok(manual::man()),
-        }
-    };
-    // Every command ends on SIGINT or SIGTERM with the same code (`check --wait` may wait long).
-    let result = tokio::select! {
-        result = work => result,
-        () = shutdown_signal() => Err(Error::Interrupted),
+    let result = match cli.command {
+        None => apply(&cli.apply, format).await,
+        Some(Command::Apply(args)) => apply(&args, format).await,
+        Some(Command::Plan(args)) => plan(&args, format).await,
+        Some(Command::Check(args)) => host::check::run(&args).await,
+        Some(Command::Env(args)) => host::env::run(&args),
+        Some(Command::Status(args)) => host::status::run(&args).await,
+        Some(Command::Completions { shell }) => Ok(manual::completions(shell)),
+        Some(Command::Man) => Ok(manual::man()),
     };
     match result {
         Ok(code) => code,
@@ -112,16 +108,77 @@ async fn plan(args: &cli::ApplyArgs, format: LogFormat) -> Result<Code, Error> {
     })
 }
 
-/// SIGINT or SIGTERM. As PID 1 in a container, a process that does not
-/// handle SIGTERM ignores it, and `docker compose down` would wait 10 s.
-async fn shutdown_signal() {
+/// Ends the process with [`Code::Interrupted`] on SIGINT or SIGTERM, whatever
+/// the run is doing: a thread of its own waits for the signals, so that no
+/// call that blocks the run's thread (a file read, a name lookup) can keep
+/// them waiting. As PID 1 in a container, a process that does not handle
+/// SIGTERM ignores it, and `docker compose down` would wait 10 s.
+///
+/// Returns once both signals are handled, so that it can be called before
+/// anything else runs. `format` says how to report the interruption; until
+/// it is set, as text.
+pub fn exit_on_stop_signals(format: Arc<OnceLock<LogFormat>>) -> std::io::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        return std::future::pending().await;
+    // A signal that arrives before the handlers are in place waits for them
+    // rather than ending the process with the default action.
+    let _held = HeldSignals::hold();
+    let (ready, listening) = std::sync::mpsc::channel();
+    let waiter = move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().build() {
+            Ok(runtime) => runtime,
+            Err(e) => return drop(ready.send(Err(e))),
+        };
+        let stopped = runtime.block_on(async {
+            let (mut term, mut int) = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+                (Ok(term), Ok(int)) => (term, int),
+                (Err(e), _) | (_, Err(e)) => {
+                    let _ = ready.send(Err(e));
+                    return false;
+                }
+            };
+            let _ = ready.send(Ok(()));
+            tokio::select! {
+                _ = term.recv() => true,
+                _ = int.recv() => true,
+            }
+        });
+        if !stopped {
+            return;
+        }
+        print_error(&Error::Interrupted, format.get().copied().unwrap_or(LogFormat::Text));
+        std::process::exit(Code::Interrupted.as_u8().into());
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    std::thread::Builder::new().name("stop-signals".into()).spawn(waiter)?;
+    listening.recv().unwrap_or_else(|_| Err(std::io::Error::other("the signal thread ended")))
+}
+
+/// SIGINT and SIGTERM blocked on the calling thread (and on threads it
+/// starts) until dropped, when they are unblocked and a signal that arrived
+/// in between is delivered. Unblocked even when the process started with
+/// them blocked (a shell can pass on a mask with a SIGTERM pending in it):
+/// handled, they end the run.
+struct HeldSignals {
+    stop: libc::sigset_t,
+}
+
+impl HeldSignals {
+    fn hold() -> Option<Self> {
+        // SAFETY: the set is plain data, initialised by sigemptyset before
+        // it is read; pthread_sigmask changes only this thread's mask.
+        unsafe {
+            let mut stop: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut stop);
+            libc::sigaddset(&mut stop, libc::SIGINT);
+            libc::sigaddset(&mut stop, libc::SIGTERM);
+            (libc::pthread_sigmask(libc::SIG_BLOCK, &stop, std::ptr::null_mut()) == 0).then_some(Self { stop })
+        }
+    }
+}
+
+impl Drop for HeldSignals {
+    fn drop(&mut self) {
+        // SAFETY: `stop` was initialised in `hold`.
+        unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.stop, std::ptr::null_mut()) };
     }
 }
 

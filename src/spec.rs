@@ -25,7 +25,7 @@ pub const MAX_SPEC_BYTES: u64 = 256 * 1024;
 /// The RPC port other nodes dial when a node's `rpc_address` is not given.
 const DEFAULT_RPC_PORT: u16 = 3901;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SpecFile {
     #[serde(default)]
@@ -169,23 +169,70 @@ pub fn parse(text: &str, file: &str, base: &Path, template: &RoleTemplate) -> Re
     if text.len() as u64 > MAX_SPEC_BYTES {
         return Err(spec_error(file, None, format!("a spec may have at most {MAX_SPEC_BYTES} bytes")));
     }
-    let spec: SpecFile = serde_saphyr::from_str(text).map_err(|e| {
-        let at = e.location();
-        spec_error(file, at, first_line(&e.to_string()))
-    })?;
-    Validator { file }.desired(spec, base, template)
+    // An empty file, one of comments only, `~` and `null` are all the empty spec, as `{}` is.
+    let spec: Option<SpecFile> =
+        serde_saphyr::from_str(text).map_err(|e| spec_error(file, e.location(), yaml_problem(&e)))?;
+    Validator { file }.desired(spec.unwrap_or_default(), base, template)
 }
 
-/// The first line of a serde-saphyr error, without its own "error: line L column C:"
-/// prefix (the location is given once, by [`spec_error`]). Later lines quote the
-/// input, which may hold a secret.
-fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message).trim();
-    let without_error = line.strip_prefix("error: ").unwrap_or(line);
-    match without_error.strip_prefix("line ").and_then(|rest| rest.split_once(": ")) {
-        Some((at, problem)) if at.contains(" column ") => problem.to_string(),
-        _ => without_error.to_string(),
-    }
+/// Said when lists and mappings nest deeper than the parser follows.
+const TOO_DEEP: &str = "lists and mappings nest deeper here than any spec needs (or garage-init reads)";
+
+/// What a YAML error means, in the spec's words. serde-saphyr's own
+/// messages speak to a Rust developer ("set DuplicateKeyPolicy in Options",
+/// "use Option<String>", "budget breached: Depth { .. }", "untagged enum
+/// Size"); the ones a spec can meet are said again here. None of them
+/// quotes the input, which may hold a secret.
+fn yaml_problem(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let fixed = match e {
+        E::WithSnippet { error, .. } | E::AliasError { error, .. } => return yaml_problem(error),
+        E::Eof { .. } => "the spec ends in the middle of a value",
+        E::MultipleDocuments { .. } => "the spec holds more than one YAML document (a second `---`); keep one",
+        E::Unexpected { expected: "mapping start" | "empty mapping start", .. } => {
+            "expected `name: value` lines (a mapping) here"
+        }
+        E::Unexpected { expected: "sequence start", .. } => "expected a list here: `- item` lines, or `[a, b]`",
+        E::Unexpected { expected: "string scalar" | "scalar" | "value", .. } => {
+            "expected a single value here, not a list or a mapping"
+        }
+        E::DuplicateMappingKey { key: Some(key), .. } => return format!("`{key}` is given twice in the same mapping"),
+        E::DuplicateMappingKey { key: None, .. } => "a name is given twice in the same mapping",
+        E::NullIntoString { .. } | E::InvalidCharNull { .. } => "a value is missing here (empty, `~` or null)",
+        E::InvalidScalar { ty: "boolean", .. } | E::InvalidBooleanStrict { .. } => "expected true or false here",
+        E::InvalidScalar { ty, .. } if ty.starts_with('u') => "expected a whole number (0 or more) here",
+        E::InvalidScalar { ty, .. } if ty.starts_with('i') => "expected a whole number here",
+        E::InvalidScalar { .. } | E::NonFiniteFloat { .. } => "expected a number here",
+        E::UnknownAnchor { .. } => "an alias (`*name`) refers to no anchor (`&name`) defined before it",
+        E::AliasReplayCounterOverflow { .. }
+        | E::AliasReplayLimitExceeded { .. }
+        | E::AliasExpansionLimitExceeded { .. }
+        | E::AliasReplayStackDepthExceeded { .. } => {
+            "the spec's aliases (`*name`) repeat more than any spec needs (or garage-init reads): write the \
+             values out"
+        }
+        E::Budget { breach: B::Depth { .. }, .. } => TOO_DEEP,
+        E::Budget { breach: B::Aliases { .. } | B::Anchors { .. }, .. } => {
+            "the spec has more anchors (`&name`) or aliases (`*name`) than any spec needs (or garage-init reads)"
+        }
+        E::Budget { .. } => "the spec holds more values than any spec needs (or garage-init reads)",
+        E::Message { msg, .. } | E::ExternalMessage { msg, .. } if msg.contains("recursion limit") => TOO_DEEP,
+        // serde's words for the values that take two forms.
+        E::Message { msg, .. } if msg.contains("untagged enum Size") => {
+            "expected a size here: a number of bytes, or a number and a unit such as 500GB or 1TiB"
+        }
+        E::Message { msg, .. } if msg.contains("untagged enum Redundancy") => {
+            "expected `maximum` or a number of zones here"
+        }
+        E::Message { msg, .. } if msg.contains("untagged enum DaysSpec") => "expected a number of days here, or `off`",
+        other => {
+            use serde_saphyr::MessageFormatter;
+            let message = serde_saphyr::UserMessageFormatter.format_message(other);
+            return message.lines().next().unwrap_or_default().trim().to_string();
+        }
+    };
+    fixed.to_string()
 }
 
 fn spec_error(file: &str, at: Option<Location>, problem: impl Into<String>) -> ConfigError {
@@ -293,13 +340,17 @@ impl Validator<'_> {
         let mut seen = BTreeSet::new();
         let mut nodes = Vec::new();
         for n in specs {
-            let admin_url =
-                parse_http_url(&n.admin_url.value, "admin_url").map_err(|e| self.err(&n.admin_url, e.problem))?;
+            let admin_url = parse_http_url(&n.admin_url.value, "admin_url")
+                .map_err(|e| self.err(&n.admin_url, format!("admin_url: {}", e.problem)))?;
             if !seen.insert(admin_url.to_string()) {
                 return Err(self.err(&n.admin_url, format!("node {} is listed twice", n.admin_url.value)));
             }
             let rpc_address = match &n.rpc_address {
                 Some(a) => {
+                    if a.value.contains(['@', '/']) {
+                        // Not repeated: what comes before an `@` may be a password.
+                        return Err(self.err(a, "rpc_address must be host:port, with no user part or path"));
+                    }
                     let ok = a.value.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
                     if !ok {
                         return Err(self.err(a, format!("rpc_address `{}` must be host:port", a.value)));
@@ -556,9 +607,45 @@ grants:
 
     #[test]
     fn empty_spec_is_today_single_node_cluster_with_nothing_else() {
-        let d = parse_ok("{}");
-        assert!(matches!(d.cluster.nodes, NodesWant::Auto));
-        assert!(d.buckets.is_empty() && d.keys.is_empty() && d.grants.is_empty());
+        // An empty file, comments only, `~`, `null` and an empty document all mean the same as `{}`.
+        for empty in ["{}", "", "\n", "# nothing yet\n", "~", "null", "~\n", "---\n", "--- ~\n"] {
+            let d = parse_ok(empty);
+            assert!(matches!(d.cluster.nodes, NodesWant::Auto), "{empty:?}");
+            assert!(d.exhaustive && d.buckets.is_empty() && d.keys.is_empty() && d.grants.is_empty(), "{empty:?}");
+        }
+    }
+
+    #[test]
+    fn yaml_errors_speak_of_the_spec_not_of_the_parsers_options() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let aliases = format!(
+            "keys:\n  - id: {KEY}\n    secret: {SECRET}\nbuckets:\n  - name: abc\n\
+             grants: [{{key: {KEY}, bucket: abc, permissions: [&r read, {}]}}]\n",
+            "*r,".repeat(50_001)
+        );
+        for (text, says) in [
+            ("buckets:\n  - name: a\n    name: b\n", "`name` is given twice in the same mapping"),
+            ("cluster:\n  zone: x\n  zone: y\n", "`zone` is given twice"),
+            ("buckets:\n  - name: ~\n", "a value is missing here"),
+            ("[]", "expected `name: value` lines (a mapping) here"),
+            ("buckets: ~", "expected a list here"),
+            ("cluster:\n  tags:\n    - [a]\n", "expected a single value here"),
+            ("cluster:\n  expected_nodes: three\n", "expected a whole number (0 or more) here"),
+            ("cluster:\n  nodes:\n    - admin_url: http://a:3903\n      gateway: maybe\n", "expected true or false"),
+            ("buckets: [{name: abc, quotas: {max_size: [1]}}]", "expected a size here"),
+            ("cluster: {zone_redundancy: [1]}", "expected `maximum` or a number of zones"),
+            ("buckets: [{name: abc, lifecycle: {expire_after_days: [1]}}]", "expected a number of days"),
+            ("buckets: *nope\n", "refers to no anchor"),
+            ("cluster: {}\n---\nbuckets: []\n", "more than one YAML document"),
+            (deep.as_str(), "nest deeper here than any spec needs"),
+            (aliases.as_str(), "than any spec needs"),
+        ] {
+            let e = parse_err(text);
+            assert!(e.contains(says), "{:?}: {e}", &text[..text.len().min(60)]);
+            for jargon in ["Options", "Policy", "Option<", "budget", "untagged", "enum", "scalar", "u64", "recursion"] {
+                assert!(!e.contains(jargon), "{:?}: `{jargon}` in {e}", &text[..text.len().min(60)]);
+            }
+        }
     }
 
     #[test]

@@ -80,32 +80,50 @@ impl std::fmt::Display for SmallFileError {
 }
 
 /// Reads a regular file of at most `limit` bytes, whatever its metadata
-/// says. Directories, pipes, sockets and devices are refused before they
-/// are opened (opening a FIFO waits for a writer; a device's size reads 0
-/// and `/dev/zero` never ends), and at most `limit + 1` bytes are read, so
-/// a file that grows while it is read is refused too.
+/// says, without ever waiting on it.
+///
+/// The path is opened once, with `O_NONBLOCK`, and the descriptor that open
+/// returned is what is checked and read: a path swapped for a named pipe
+/// after the first look is opened without waiting for a writer (a blocking
+/// open of a FIFO waits forever) and refused, as are directories, sockets
+/// and devices (a device's size reads 0 and `/dev/zero` never ends).
+/// `O_NOCTTY`: a terminal swapped in does not become the process's. A
+/// symbolic link at the path is followed: Kubernetes mounts secrets as
+/// links into a `..data` directory; what it leads to is checked the same.
+/// At most `limit + 1` bytes are read, so a file that grows while it is
+/// read is refused too.
 pub fn read_small_file(path: &Path, limit: u64) -> Result<String, SmallFileError> {
     use std::io::Read;
-    use std::os::unix::fs::FileTypeExt;
-    let kind = std::fs::metadata(path).map_err(SmallFileError::Unreadable)?.file_type();
-    let what = match kind {
-        k if k.is_file() => None,
-        k if k.is_dir() => Some("a directory"),
-        k if k.is_fifo() => Some("a named pipe (FIFO)"),
-        k if k.is_socket() => Some("a socket"),
-        k if k.is_char_device() || k.is_block_device() => Some("a device"),
-        _ => Some("not a regular file"),
-    };
-    if let Some(what) = what {
-        return Err(SmallFileError::NotRegular { what });
-    }
-    let file = std::fs::File::open(path).map_err(SmallFileError::Unreadable)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    // A first look, so that a device is refused without being opened.
+    regular(std::fs::metadata(path).map_err(SmallFileError::Unreadable)?.file_type())?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(SmallFileError::Unreadable)?;
+    // What was opened, which may not be what the first look saw.
+    regular(file.metadata().map_err(SmallFileError::Unreadable)?.file_type())?;
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes).map_err(SmallFileError::Unreadable)?;
     if bytes.len() as u64 > limit {
         return Err(SmallFileError::TooLarge { limit });
     }
     String::from_utf8(bytes).map_err(|_| SmallFileError::NotText)
+}
+
+/// Refuses anything but a regular file, saying what it is.
+fn regular(kind: std::fs::FileType) -> Result<(), SmallFileError> {
+    use std::os::unix::fs::FileTypeExt;
+    let what = match kind {
+        k if k.is_file() => return Ok(()),
+        k if k.is_dir() => "a directory",
+        k if k.is_fifo() => "a named pipe (FIFO)",
+        k if k.is_socket() => "a socket",
+        k if k.is_char_device() || k.is_block_device() => "a device",
+        _ => "a special file",
+    };
+    Err(SmallFileError::NotRegular { what })
 }
 
 /// Zones and tags: short printable words.
@@ -121,9 +139,18 @@ pub fn validate_label(s: &str) -> Result<(), String> {
 
 /// An `http://host[:port]` URL. garage-init is built without TLS so that it
 /// runs from a scratch image with no CA bundle; Garage in compose speaks HTTP.
+/// A URL with a user name or password in it is refused before anything else
+/// is said about it, so that no message repeats the password.
 pub fn parse_http_url(text: &str, setting: &str) -> Result<Url, ConfigError> {
     let text = text.trim();
     let with_scheme = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
+    if has_credentials(text) {
+        return Err(ConfigError::new(
+            setting,
+            "the URL has a user name or password in it (before an `@`), which garage-init neither sends nor \
+             repeats; remove it (Garage's admin API takes the admin token, its S3 API the access key)",
+        ));
+    }
     let url = Url::parse(&with_scheme).map_err(|e| ConfigError::new(setting, format!("`{text}` is not a URL: {e}")))?;
     match url.scheme() {
         "http" => {}
@@ -142,13 +169,27 @@ pub fn parse_http_url(text: &str, setting: &str) -> Result<Url, ConfigError> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(ConfigError::new(setting, format!("`{text}` has no host")));
     }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(ConfigError::new(setting, "credentials in the URL are not supported; use the token settings"));
-    }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(ConfigError::new(setting, format!("`{text}` must not have a query or fragment")));
     }
     Ok(url)
+}
+
+/// Whether a URL's authority (what follows `scheme:` and its slashes, up to
+/// the path) has a user part: found without parsing the URL, so that a URL
+/// that is wrong in other ways too is still refused for this first.
+/// Backslashes count as slashes, as URL parsers treat them for http.
+fn has_credentials(url: &str) -> bool {
+    let after_scheme = match url.split_once(':') {
+        Some((scheme, rest))
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            rest
+        }
+        _ => url,
+    };
+    let authority = after_scheme.trim_start_matches(['/', '\\']).split(['/', '\\', '?', '#']).next();
+    authority.unwrap_or_default().contains('@')
 }
 
 /// Garage's key id format: `GK` and 24 hex digits.
@@ -373,9 +414,30 @@ mod tests {
         assert_eq!(parse_http_url("localhost:3903", s).unwrap().as_str(), "http://localhost:3903/");
         assert!(parse_http_url("https://garage:3903", s).unwrap_err().problem.contains("https"));
         assert!(parse_http_url("ftp://garage", s).is_err());
-        assert!(parse_http_url("http://u:p@garage:3903", s).is_err());
+        assert!(parse_http_url("http://garage:3903/a@b", s).is_ok(), "an @ in the path is no user part");
         assert!(parse_http_url("http://garage:3903/?x=1", s).is_err());
         assert!(parse_http_url("http://", s).is_err());
+    }
+
+    #[test]
+    fn a_url_with_a_password_is_refused_without_repeating_it_whatever_else_is_wrong() {
+        for url in [
+            "http://admin:hunter2@garage:3903",
+            "admin:hunter2@garage:3903",
+            "https://admin:hunter2@garage:3903",
+            "ftp://admin:hunter2@garage",
+            "http://admin:hunter2@gar age:3903",
+            "http://admin:hunter2@garage:99999",
+            "http://admin:hunter2@",
+            "http://admin:hunter2@garage:3903/?x=1#f",
+            "http:\\\\admin:hunter2@garage:3903",
+            "http:admin:hunter2@garage:3903",
+            "http://hunter2@garage:3903",
+        ] {
+            let e = parse_http_url(url, "--admin-url (X)").unwrap_err();
+            assert!(e.problem.contains("user name or password"), "{url}: {e}");
+            assert!(!e.to_string().contains("hunter2"), "{url}: {e}");
+        }
     }
 
     #[test]

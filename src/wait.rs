@@ -8,7 +8,8 @@
 //! error can say what was awaited, and why.
 
 use std::fmt::Display;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -87,6 +88,47 @@ impl Progress {
 
     pub fn unfinished(&self) -> Vec<Pending> {
         self.steps.lock().unwrap().clone()
+    }
+}
+
+/// Requests sent and not answered yet, so that the deadline error can name
+/// the ones it cut off. Cheap to clone: clones share the list.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight {
+    requests: Arc<Mutex<Vec<(u64, String, Instant)>>>,
+    next: Arc<AtomicU64>,
+}
+
+/// One request in flight; dropping it (answered, failed, or abandoned) removes it.
+#[derive(Debug)]
+pub struct Sent {
+    requests: Arc<Mutex<Vec<(u64, String, Instant)>>>,
+    id: u64,
+}
+
+impl InFlight {
+    /// Records a request: `what` as messages name it, "GetClusterStatus at http://garage:3903".
+    pub fn sent(&self, what: String) -> Sent {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.requests.lock().unwrap().push((id, what, Instant::now()));
+        Sent { requests: Arc::clone(&self.requests), id }
+    }
+
+    /// Each request still without an answer, oldest first, with how long it has waited:
+    /// "GetClusterStatus at http://garage:3903 (sent 2.9s earlier)".
+    pub fn waiting(&self) -> Vec<String> {
+        let now = Instant::now();
+        let requests = self.requests.lock().unwrap();
+        requests
+            .iter()
+            .map(|(_, what, since)| format!("{what} (sent {:.1}s earlier)", now.duration_since(*since).as_secs_f64()))
+            .collect()
+    }
+}
+
+impl Drop for Sent {
+    fn drop(&mut self) {
+        self.requests.lock().unwrap().retain(|(id, _, _)| *id != self.id);
     }
 }
 
@@ -185,6 +227,26 @@ mod tests {
         let (fast, slow) = (count(false).await, count(true).await);
         assert!(fast >= 55, "{fast} fast attempts");
         assert!(slow <= 8, "{slow} slow attempts in 300 ms");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_in_flight_are_listed_until_their_answer_or_abandon() {
+        let in_flight = InFlight::default();
+        let status = in_flight.sent("GetClusterStatus at http://garage:3903".into());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let key = in_flight.clone().sent("GetKeyInfo at http://garage:3903".into());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            in_flight.waiting(),
+            [
+                "GetClusterStatus at http://garage:3903 (sent 2.0s earlier)",
+                "GetKeyInfo at http://garage:3903 (sent 0.5s earlier)"
+            ]
+        );
+        drop(status);
+        assert_eq!(in_flight.waiting(), ["GetKeyInfo at http://garage:3903 (sent 0.5s earlier)"]);
+        drop(key);
+        assert!(in_flight.waiting().is_empty());
     }
 
     #[test]

@@ -12,8 +12,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::http::{NoAnswer, ReadError, read_capped};
+use crate::http::{NoAnswer, ReadError, read_capped, redirected_to};
 use crate::secret::Secret;
+use crate::wait::InFlight;
 use types::*;
 
 /// Admin answers larger than this are refused: Garage's answers for the
@@ -122,6 +123,8 @@ pub struct AdminClient {
     token: Secret,
     /// Requests sent, counted for the final report.
     requests: AtomicU32,
+    /// Requests without an answer yet, for the deadline error.
+    in_flight: InFlight,
 }
 
 impl AdminClient {
@@ -140,11 +143,16 @@ impl AdminClient {
         let http = crate::http::client(headers)
             .map_err(|e| AdminError::Setup(format!("cannot build the HTTP client: {e}")))?;
         let at = base.as_str().trim_end_matches('/').to_string();
-        Ok(Self { http, base, at, token: token.clone(), requests: AtomicU32::new(0) })
+        Ok(Self { http, base, at, token: token.clone(), requests: AtomicU32::new(0), in_flight: InFlight::default() })
     }
 
     pub fn base_url(&self) -> &Url {
         &self.base
+    }
+
+    /// Requests sent and not answered yet.
+    pub fn in_flight(&self) -> &InFlight {
+        &self.in_flight
     }
 
     /// Requests sent so far, `/health` included.
@@ -163,17 +171,19 @@ impl AdminClient {
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let mut request = self.http.request(method.clone(), url);
+        let mut request = self.http.request(method.clone(), url.clone());
         if let Some(body) = body {
             let json = body.to_json().map_err(|e| AdminError::Setup(format!("{endpoint}: {e}")))?;
             request = request.header("content-type", "application/json").body(json);
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(endpoint, "admin request");
-        let at = || self.at.clone();
-        let response = request.send().await.map_err(|e| self.no_answer(endpoint, &e))?;
+        let _sent = self.in_flight.sent(format!("{endpoint} at {}", self.at));
+        let response = request.send().await.map_err(|e| self.no_answer(endpoint, &url, &e))?;
+        let answered_at = self.answered_at(&url, response.url());
+        let at = || answered_at.clone();
         let status = response.status();
-        let bytes = self.read(endpoint, response, MAX_ANSWER_BYTES).await?;
+        let bytes = self.read(endpoint, &answered_at, response, MAX_ANSWER_BYTES).await?;
         if status == StatusCode::OK {
             if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
                 return Err(AdminError::Foreign { endpoint, at: at(), what: self.redact(foreign(status, &bytes)) });
@@ -198,23 +208,33 @@ impl AdminClient {
         Err(AdminError::Api { endpoint, at: at(), status: status.as_u16(), code, message: self.redact(message) })
     }
 
-    fn no_answer(&self, endpoint: &'static str, e: &reqwest::Error) -> AdminError {
+    fn no_answer(&self, endpoint: &'static str, requested: &Url, e: &reqwest::Error) -> AdminError {
         let n = NoAnswer::from_reqwest(e);
-        AdminError::Transport { endpoint, at: self.at.clone(), reason: n.reason, unresolved: n.unresolved }
+        let at = e.url().map_or_else(|| self.at.clone(), |failed| self.answered_at(requested, failed));
+        AdminError::Transport { endpoint, at, reason: n.reason, unresolved: n.unresolved }
     }
 
-    /// Reads a body of at most `limit` bytes.
+    /// The base URL as messages show it, and where a redirect led, if the answer came from there.
+    fn answered_at(&self, requested: &Url, answered: &Url) -> String {
+        match redirected_to(requested, answered) {
+            Some(target) => format!("{} (redirected to {target})", self.at),
+            None => self.at.clone(),
+        }
+    }
+
+    /// Reads a body of at most `limit` bytes; `at` is where it comes from.
     async fn read(
         &self,
         endpoint: &'static str,
+        at: &str,
         response: reqwest::Response,
         limit: usize,
     ) -> Result<Vec<u8>, AdminError> {
         read_capped(response, limit).await.map_err(|e| match e {
             ReadError::NoAnswer(n) => {
-                AdminError::Transport { endpoint, at: self.at.clone(), reason: n.reason, unresolved: n.unresolved }
+                AdminError::Transport { endpoint, at: at.to_string(), reason: n.reason, unresolved: n.unresolved }
             }
-            ReadError::TooLarge { limit } => AdminError::TooLarge { endpoint, at: self.at.clone(), limit },
+            ReadError::TooLarge { limit } => AdminError::TooLarge { endpoint, at: at.to_string(), limit },
         })
     }
 
@@ -251,9 +271,11 @@ impl AdminClient {
         let endpoint = "health";
         let url = self.base.join("health").expect("valid path");
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let response = self.http.get(url).send().await.map_err(|e| self.no_answer(endpoint, &e))?;
+        let _sent = self.in_flight.sent(format!("/health at {}", self.at));
+        let response = self.http.get(url.clone()).send().await.map_err(|e| self.no_answer(endpoint, &url, &e))?;
+        let at = self.answered_at(&url, response.url());
         let status = response.status();
-        let body = self.read(endpoint, response, MAX_HEALTH_BYTES).await?;
+        let body = self.read(endpoint, &at, response, MAX_HEALTH_BYTES).await?;
         let text = String::from_utf8_lossy(&body);
         match status {
             StatusCode::OK => Ok(None),
@@ -264,12 +286,12 @@ impl AdminClient {
             // A proxy's 502-504 while Garage restarts: worth waiting for, as in `call`.
             s if matches!(s.as_u16(), 502..=504) => Err(AdminError::Api {
                 endpoint,
-                at: self.at.clone(),
+                at,
                 status: s.as_u16(),
                 code: s.canonical_reason().unwrap_or("error").to_string(),
                 message: String::new(),
             }),
-            _ => Err(AdminError::Foreign { endpoint, at: self.at.clone(), what: self.redact(foreign(status, &body)) }),
+            _ => Err(AdminError::Foreign { endpoint, at, what: self.redact(foreign(status, &body)) }),
         }
     }
 

@@ -10,6 +10,7 @@
 //! drift: both apply, and the earlier one wins.
 
 use crate::desired::LifecycleWant;
+use crate::s3check::element_text;
 
 /// Id of the rule that expires objects.
 pub const EXPIRE_ID: &str = "garage-init-expire-objects";
@@ -155,52 +156,44 @@ pub fn render(rules: &[Rule]) -> String {
     xml
 }
 
-/// Reads the rules of a `LifecycleConfiguration` document as Garage writes it.
+/// Reads the rules of a `LifecycleConfiguration` document as Garage writes
+/// it (XML, entities decoded; a document type declaration is refused). Each
+/// rule keeps its element as written, to be written back unchanged.
 pub fn parse(xml: &str) -> Result<Vec<Rule>, String> {
-    if !xml.contains("<LifecycleConfiguration") {
-        return Err("the answer is not a LifecycleConfiguration document".into());
+    let doc = roxmltree::Document::parse(xml).map_err(|e| format!("the answer is not an XML document: {e}"))?;
+    let root = doc.root_element();
+    if !root.has_tag_name("LifecycleConfiguration") {
+        return Err(format!("the answer is a <{}> document, not a LifecycleConfiguration", root.tag_name().name()));
     }
-    let mut rules = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find("<Rule>") {
-        let len = rest[start..].find("</Rule>").ok_or("a <Rule> element is not closed")? + "</Rule>".len();
-        let element = &rest[start..start + len];
-        rest = &rest[start + len..];
-        let inner = &element["<Rule>".len()..element.len() - "</Rule>".len()];
-        let number = |outer: &str, name: &str| -> Result<Option<u64>, String> {
-            match text(inner, outer).and_then(|o| text(o, name)) {
-                None => Ok(None),
-                Some(t) => t.trim().parse().map(Some).map_err(|_| format!("<{name}> is not a number: {t}")),
-            }
-        };
-        let status = text(inner, "Status").ok_or("a rule has no <Status>")?;
-        rules.push(Rule {
-            id: text(inner, "ID").map(unescape),
-            enabled: status.trim() == "Enabled",
-            filtered: text(inner, "Filter").is_some_and(|f| !f.trim().is_empty())
-                || text(inner, "Prefix").is_some_and(|p| !p.is_empty()),
-            expire_days: number("Expiration", "Days")?,
-            expire_date: text(inner, "Expiration").and_then(|e| text(e, "Date")).map(|d| d.trim().to_string()),
-            abort_days: number("AbortIncompleteMultipartUpload", "DaysAfterInitiation")?,
-            xml: element.to_string(),
-        });
-    }
-    Ok(rules)
+    root.children().filter(|n| n.has_tag_name("Rule")).map(|rule| read_rule(xml, &rule)).collect()
 }
 
-/// The content of the first `<name>…</name>` in `xml`; `<name/>` is empty.
-fn text<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    if xml.contains(&format!("<{name}/>")) {
-        return Some("");
-    }
-    let open = format!("<{name}>");
-    let start = xml.find(&open)? + open.len();
-    let end = start + xml[start..].find(&format!("</{name}>"))?;
-    Some(&xml[start..end])
-}
-
-fn unescape(s: &str) -> String {
-    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+fn read_rule(xml: &str, rule: &roxmltree::Node<'_, '_>) -> Result<Rule, String> {
+    let text = |path: &[&str]| -> Option<String> {
+        let mut node = *rule;
+        for name in path {
+            node = node.children().find(|n| n.has_tag_name(*name))?;
+        }
+        Some(element_text(&node))
+    };
+    let number = |path: &[&str]| -> Result<Option<u64>, String> {
+        match text(path) {
+            None => Ok(None),
+            Some(t) => t.parse().map(Some).map_err(|_| format!("<{}> is not a number: {t}", path[path.len() - 1])),
+        }
+    };
+    let status = text(&["Status"]).ok_or("a rule has no <Status>")?;
+    let filter = rule.children().find(|n| n.has_tag_name("Filter"));
+    Ok(Rule {
+        id: text(&["ID"]),
+        enabled: status == "Enabled",
+        filtered: filter.is_some_and(|f| f.children().any(|c| c.is_element()) || !element_text(&f).is_empty())
+            || text(&["Prefix"]).is_some_and(|p| !p.is_empty()),
+        expire_days: number(&["Expiration", "Days"])?,
+        expire_date: text(&["Expiration", "Date"]),
+        abort_days: number(&["AbortIncompleteMultipartUpload", "DaysAfterInitiation"])?,
+        xml: xml[rule.range()].to_string(),
+    })
 }
 
 /// A report line's detail: what is declared, and how many others' rules are kept beside it.
@@ -270,6 +263,14 @@ mod tests {
         assert_eq!(rules[2].abort_days, Some(1));
         assert!(parse("<Error><Code>NoSuchBucket</Code></Error>").is_err());
         assert!(parse("<LifecycleConfiguration><Rule><Status>Enabled</Status>").is_err());
+        assert!(parse("<LifecycleConfiguration><Rule><ID>x</ID></Rule></LifecycleConfiguration>").is_err());
+        let bad_days = "<LifecycleConfiguration><Rule><Status>Enabled</Status><Expiration><Days>soon</Days></Expiration></Rule></LifecycleConfiguration>";
+        assert!(parse(bad_days).unwrap_err().contains("<Days> is not a number"));
+        // Elements nested deeper than the rule's own are not taken for its fields.
+        let nested = "<LifecycleConfiguration><Rule><Status>Enabled</Status><Filter><And><Prefix>a/</Prefix></And></Filter>\
+                      <NoncurrentVersionExpiration><Days>5</Days></NoncurrentVersionExpiration></Rule></LifecycleConfiguration>";
+        let rules = parse(nested).unwrap();
+        assert!(rules[0].filtered && rules[0].expire_days.is_none(), "{rules:?}");
     }
 
     #[test]

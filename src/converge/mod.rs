@@ -36,7 +36,7 @@ use crate::desired::NodesWant;
 use crate::error::{Error, display_url};
 use crate::report::{Line, Outcome, Reporter};
 use crate::s3check;
-use crate::wait::{Progress, Waiter};
+use crate::wait::{InFlight, Progress, Waiter};
 
 use execute::ActionError;
 use observe::{KeyListing, Member, Observed, Readiness};
@@ -52,6 +52,10 @@ const TRUST_UNEXPLAINED_WAIT: Duration = Duration::from_secs(1);
 /// 409) to the same resource, with a fresh observation in between, before
 /// the answer is taken as final.
 const DEFINITE_FAILURES: u32 = 2;
+/// How long Garage may keep saying that its storage fails (a full disk, an
+/// I/O error) before the answer is taken as final: a moment, in case space
+/// is being freed, but far less than a deadline.
+const STORAGE_GRACE: Duration = Duration::from_secs(5);
 
 /// The admin APIs a run talks to: one per listed node, or the one `--admin-url`.
 pub fn members(cfg: &ApplyConfig) -> Result<Vec<Member>, Error> {
@@ -69,16 +73,28 @@ fn requests(members: &[Member]) -> u32 {
     members.iter().map(|m| m.client.requests()).sum()
 }
 
-/// Turns the deadline into the error that says what was awaited, and why.
+/// Turns the deadline into the error that says what was awaited, and why,
+/// and which of the requests recorded in `in_flight` it cut off.
 pub async fn within_deadline<T>(
     cfg: &ApplyConfig,
     progress: &Progress,
+    in_flight: &[&InFlight],
     work: impl Future<Output = Result<T, Error>>,
 ) -> Result<T, Error> {
-    match tokio::time::timeout(cfg.deadline, work).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::Deadline { deadline: cfg.deadline, pending: progress.unfinished() }),
+    // Pinned here, so that its requests are still recorded when the deadline is reported.
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        result = &mut work => result,
+        () = tokio::time::sleep(cfg.deadline) => {
+            let in_flight = in_flight.iter().flat_map(|requests| requests.waiting()).collect();
+            Err(Error::Deadline { deadline: cfg.deadline, pending: progress.unfinished(), in_flight })
+        }
     }
+}
+
+/// The request lists of a run's admin and S3 clients.
+fn in_flight<'a>(members: &'a [Member], s3: &'a s3check::Prover) -> Vec<&'a InFlight> {
+    members.iter().map(|m| m.client.in_flight()).chain([s3.in_flight()]).collect()
 }
 
 /// What the loop has learnt that outlives one observation: facts about
@@ -102,6 +118,8 @@ struct Memory {
     written_lifecycles: HashMap<usize, (String, Vec<lifecycle::Rule>)>,
     /// Per bucket, how often the rules read back were not the ones written.
     overwritten: HashMap<usize, u32>,
+    /// Since when Garage has answered that its storage fails, with no change going through since.
+    storage_failing_since: Option<Instant>,
 }
 
 impl Memory {
@@ -170,6 +188,13 @@ impl Memory {
         }
     }
 
+    /// Notes an answer of Garage's saying its storage fails: a reason to look
+    /// again for [`STORAGE_GRACE`], then the end of the run.
+    fn storage_failed(&mut self, answer: impl FnOnce() -> String) -> Result<(), Error> {
+        let since = *self.storage_failing_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < STORAGE_GRACE { Ok(()) } else { Err(Error::Storage { answer: answer() }) }
+    }
+
     /// Buckets whose change got no answer and that may be stored nameless.
     fn unanswered_buckets(&self) -> Vec<usize> {
         self.unanswered.iter().filter_map(|r| if let Resource::Bucket(i) = r { Some(*i) } else { None }).collect()
@@ -191,6 +216,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
     let readiness = format!("cluster readiness at {coordinator_url}");
     let proof = format!("S3 check at {}", display_url(&cfg.s3_url));
 
+    let s3 = prover(cfg)?;
     let work = async {
         let mut waiter = Waiter::new(&observing);
         let mut action_steps: Vec<String> = Vec::new();
@@ -198,7 +224,6 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         let mut memory = Memory::default();
         let mut touched: Vec<Resource> = Vec::new();
         let mut proof_failing_since: Option<Instant> = None;
-        let s3 = prover(cfg)?;
         loop {
             let mut obs = match observed.take() {
                 Some(obs) => obs,
@@ -288,6 +313,10 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                         let since = *proof_failing_since.get_or_insert_with(Instant::now);
                         let final_answer = match &failure {
                             s3check::Failure::Transport(_) => false,
+                            f if f.storage_failure() => {
+                                memory.storage_failed(|| format!("{proof}: {failure}"))?;
+                                false
+                            }
                             f if f.may_be_propagation() => since.elapsed() > s3check::PROPAGATION_GRACE,
                             _ => true,
                         };
@@ -319,6 +348,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             if !executed.done.is_empty() {
                 // Progress: the next wait starts from the fast phase again.
                 proof_failing_since = None;
+                memory.storage_failing_since = None;
                 waiter = Waiter::new(&observing);
             }
             if executed.failed.is_empty() {
@@ -335,7 +365,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             waiter.pause(&reasons.join("; ")).await;
         }
     };
-    within_deadline(cfg, &progress, work).await?;
+    within_deadline(cfg, &progress, &in_flight(&members, &s3), work).await?;
     reporter.finish(started.elapsed(), requests(&members));
     Ok(())
 }
@@ -371,6 +401,13 @@ fn judge(
     if e.is_auth() {
         return Err(Error::from_admin(e, member.client.base_url()));
     }
+    if let AdminError::Api { status: 500.., message, .. } = &e
+        && crate::error::storage_failure(message)
+    {
+        memory.unanswered(action.resource());
+        memory.storage_failed(|| why.clone())?;
+        return Ok(why);
+    }
     if e.is_transient() || matches!(&e, AdminError::Api { status, .. } if *status >= 500) {
         memory.unanswered(action.resource());
     }
@@ -404,6 +441,11 @@ fn judge_s3(
     memory: &mut Memory,
 ) -> Result<String, Error> {
     let why = format!("S3 API at {}: {failure}", display_url(s3_url));
+    if failure.storage_failure() {
+        let Resource::Lifecycle(bucket) = action.resource() else { unreachable!("only lifecycle actions use S3") };
+        let bucket = &desired.buckets[bucket].name;
+        memory.storage_failed(|| format!("lifecycle rules of bucket {bucket}, through the {why}"))?;
+    }
     let unanswered = match &failure {
         s3check::Failure::Transport(_) => true,
         s3check::Failure::Status { status, .. } => *status >= 500,
@@ -474,7 +516,7 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
             waiter.pause_paced(&why, slow).await;
         }
     };
-    let plan = within_deadline(cfg, &progress, work).await?;
+    let plan = within_deadline(cfg, &progress, &in_flight(&members, &s3), work).await?;
     if let Some(c) = plan.conflicts.first() {
         return Err(c.clone().into());
     }

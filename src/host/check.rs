@@ -25,7 +25,7 @@ use crate::exit::Code;
 use crate::host::{ProbeConfig, print_json};
 use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
 use crate::report::human_bytes;
-use crate::s3check::{Failure, Probed, Prover, probe_once};
+use crate::s3check::{Failure, Probed, Prover, S3Code, probe_once};
 use crate::wait::Waiter;
 
 /// How long one probe request may take.
@@ -477,19 +477,23 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
         |what: String| Probe::new(address, State::NotInitialized, format!("{what}{layout} ({failure})"));
     match &failure {
         Failure::Transport(reason) => Probe::new(address, State::Unreachable, reason.clone()),
-        Failure::Status { code, message, status, .. } => match code.as_str() {
-            "NoSuchBucket" => not_initialized(format!("bucket {bucket} does not exist")),
-            "InvalidAccessKeyId" => not_initialized(format!("access key {id} does not exist")),
-            "AccessDenied" if message.contains("No such key") => {
+        f if f.storage_failure() => Probe::new(address, State::Failed, format!("Garage's storage is failing ({f})"))
+            .with_hint(crate::error::STORAGE_HINT),
+        Failure::Status { code, message, status, .. } => match code {
+            Some(S3Code::NoSuchBucket) => not_initialized(format!("bucket {bucket} does not exist")),
+            Some(S3Code::InvalidAccessKeyId) => not_initialized(format!("access key {id} does not exist")),
+            Some(S3Code::AccessDenied) if message.contains("No such key") => {
                 not_initialized(format!("access key {id} does not exist"))
             }
             // Garage answers a wrong secret with AccessDenied "Invalid signature".
-            "SignatureDoesNotMatch" => not_initialized(format!("Garage holds another secret for access key {id}")),
-            "AccessDenied" if message.contains("signature") => {
+            Some(S3Code::SignatureDoesNotMatch) => {
                 not_initialized(format!("Garage holds another secret for access key {id}"))
             }
-            "AccessDenied" => not_initialized(format!("access key {id} may not write to bucket {bucket}")),
-            "AuthorizationHeaderMalformed" => {
+            Some(S3Code::AccessDenied) if message.contains("signature") => {
+                not_initialized(format!("Garage holds another secret for access key {id}"))
+            }
+            Some(S3Code::AccessDenied) => not_initialized(format!("access key {id} may not write to bucket {bucket}")),
+            Some(S3Code::AuthorizationHeaderMalformed) => {
                 Probe::new(address, State::Failed, format!("the region {region} is not Garage's ({failure})"))
                     .with_hint(
                         "Check --s3-region (GARAGE_INIT_S3_REGION): it must match s3_api.s3_region in garage.toml.",
@@ -505,10 +509,12 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
                  `docker compose logs garage` shows Garage's side.",
             ),
         },
-        Failure::Mismatch { .. } | Failure::Setup(_) | Failure::TooLarge { .. } => {
-            Probe::new(address, State::Failed, failure.to_string())
-                .with_hint("Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port.")
-        }
+        Failure::Mismatch { .. }
+        | Failure::Setup(_)
+        | Failure::TooLarge { .. }
+        | Failure::NotOwner { .. }
+        | Failure::Unreadable { .. } => Probe::new(address, State::Failed, failure.to_string())
+            .with_hint("Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port."),
     }
 }
 
@@ -585,7 +591,13 @@ mod tests {
     }
 
     fn s3_error(status: u16, code: &str, message: &str) -> Result<Probed, Failure> {
-        Err(Failure::Status { op: "PUT", status, code: code.into(), message: message.into() })
+        Err(Failure::Status {
+            op: "PUT",
+            status,
+            code: Some(S3Code::parse(code)),
+            message: message.into(),
+            redirected: None,
+        })
     }
 
     #[test]
@@ -614,6 +626,12 @@ mod tests {
         assert!(p.detail.contains("no cluster layout"), "{p:?}");
         let p = classify_garage(&cfg, s3_error(503, "ServiceUnavailable", ""), &ok);
         assert_eq!(p.state, State::Failed);
+        let full = "Internal error: Could not reach quorum of 1. 0 of 1 request succeeded, others returned errors: \
+                    [\"9d16: DB error: LMDB: No space left on device (os error 28)\"]";
+        let p = classify_garage(&cfg, s3_error(503, "ServiceUnavailable", full), &ok);
+        assert_eq!(p.state, State::Failed);
+        assert!(p.detail.starts_with("Garage's storage is failing (PUT answered 503 ServiceUnavailable"), "{p:?}");
+        assert!(p.hint.unwrap().starts_with("Free space"));
 
         let p = classify_garage(&cfg, Err(Failure::Transport("Connection refused".into())), &Health::Unavailable);
         assert_eq!((p.state, p.detail.as_str()), (State::Unreachable, "Connection refused"));

@@ -210,6 +210,11 @@ admin_token = "{token}"
         self.child.is_some()
     }
 
+    /// The process id of the running node.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// `metadata_dir`: node key, tables, and the applied layout (`cluster_layout`).
     pub fn metadata_dir(&self) -> PathBuf {
         self.dir.path().join("meta")
