@@ -18,7 +18,7 @@ use url::Url;
 use crate::converge::lifecycle::{self, Rule};
 use crate::desired::KeyWant;
 use crate::error::{Error, display_url};
-use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
+use crate::http::{InFlight, NoAnswer, ReadError, human_limit, read_capped};
 
 /// How long presigned URLs stay valid; each is used at once.
 const SIGNATURE_TTL: Duration = Duration::from_secs(300);
@@ -162,28 +162,33 @@ const LIFECYCLE_DENIED: &str = "AccessDenied (lifecycle)";
 
 /// The run's S3 client: the proof `apply` makes (one round trip per call),
 /// and the reads and writes of lifecycle rules, with one HTTP client for the
-/// run. Retrying is the caller's: it decides between waiting, observing
-/// Garage again, and giving up.
+/// run and at most a fixed number of requests in flight, however many
+/// buckets are worked on at once. Retrying is the caller's: it decides
+/// between waiting, observing Garage again, and giving up.
 pub struct Prover {
     http: reqwest::Client,
     s3_url: Url,
     region: String,
+    in_flight: InFlight,
 }
 
 impl Prover {
-    pub fn new(s3_url: &Url, region: &str) -> Result<Self, Failure> {
-        let http = crate::http::client(HeaderMap::new()).map_err(|e| Failure::Setup(e.to_string()))?;
-        Ok(Self::with_client(http, s3_url, region))
+    /// With at most `in_flight` requests at once.
+    pub fn new(s3_url: &Url, region: &str, in_flight: usize) -> Result<Self, Failure> {
+        let http = crate::http::client(HeaderMap::new(), in_flight).map_err(|e| Failure::Setup(e.to_string()))?;
+        Ok(Self::with_client(http, s3_url, region, in_flight))
     }
 
     /// With an HTTP client the caller already has.
-    pub fn with_client(http: reqwest::Client, s3_url: &Url, region: &str) -> Self {
-        Self { http, s3_url: s3_url.clone(), region: region.to_string() }
+    pub fn with_client(http: reqwest::Client, s3_url: &Url, region: &str, in_flight: usize) -> Self {
+        Self { http, s3_url: s3_url.clone(), region: region.to_string(), in_flight: InFlight::new(in_flight) }
     }
 
-    /// One PUT, GET, DELETE round trip; returns the report detail.
+    /// One PUT, GET, DELETE round trip; returns the report detail. Its three
+    /// requests go one after the other, in one place among those in flight.
     pub async fn prove(&self, bucket_name: &str, key: &KeyWant) -> Result<String, Failure> {
-        let Probed { object, took } = probe_once(&self.http, &self.s3_url, &self.region, bucket_name, key).await?;
+        let Probed { object, took } =
+            self.in_flight.run(probe_once(&self.http, &self.s3_url, &self.region, bucket_name, key)).await?;
         let ms = took.as_millis();
         Ok(format!("PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)", key.id))
     }
@@ -219,7 +224,7 @@ impl Prover {
         let bucket = self.bucket(bucket_name)?;
         let url = self.lifecycle_url(&bucket, key, Method::Get);
         let op = "GetBucketLifecycleConfiguration";
-        match send(op, self.http.get(url), MAX_LIFECYCLE_BYTES).await {
+        match self.in_flight.run(send(op, self.http.get(url), MAX_LIFECYCLE_BYTES)).await {
             Ok(body) => lifecycle::parse(&String::from_utf8_lossy(&body)).map_err(|why| Failure::Status {
                 op,
                 status: 200,
@@ -238,11 +243,11 @@ impl Prover {
         let bucket = self.bucket(bucket_name)?;
         let sent = if rules.is_empty() {
             let url = self.lifecycle_url(&bucket, key, Method::Delete);
-            send("DeleteBucketLifecycle", self.http.delete(url), MAX_ANSWER_BYTES).await
+            self.in_flight.run(send("DeleteBucketLifecycle", self.http.delete(url), MAX_ANSWER_BYTES)).await
         } else {
             let url = self.lifecycle_url(&bucket, key, Method::Put);
             let request = self.http.put(url).header("content-type", "application/xml").body(lifecycle::render(rules));
-            send("PutBucketLifecycleConfiguration", request, MAX_ANSWER_BYTES).await
+            self.in_flight.run(send("PutBucketLifecycleConfiguration", request, MAX_ANSWER_BYTES)).await
         };
         sent.map(drop).map_err(owner_needed)
     }
