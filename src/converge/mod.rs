@@ -39,7 +39,7 @@ use crate::s3check;
 use crate::wait::{Progress, Waiter};
 
 use execute::ActionError;
-use observe::{KeyListing, Member, Observed, Readiness};
+use observe::{Leftovers, Member, Observed, Readiness, Reads};
 use plan::{Action, Resource};
 
 /// An observation older than this is read again rather than trusted while
@@ -116,9 +116,15 @@ impl Memory {
         }
     }
 
-    /// Buckets whose change got no answer and that may be stored nameless.
-    fn unanswered_buckets(&self) -> Vec<usize> {
-        self.unanswered.iter().filter_map(|r| if let Resource::Bucket(i) = r { Some(*i) } else { None }).collect()
+    /// Where this run's failed changes may have left something half done.
+    fn leftovers(&self) -> Leftovers {
+        let bucket = |r: &Resource| if let Resource::Bucket(i) = r { Some(*i) } else { None };
+        let unanswered_creates: Vec<usize> = self.unanswered.iter().filter_map(bucket).collect();
+        let mut failed_buckets: Vec<usize> =
+            unanswered_creates.iter().copied().chain(self.definite.keys().filter_map(bucket)).collect();
+        failed_buckets.sort_unstable();
+        failed_buckets.dedup();
+        Leftovers { unanswered_creates, failed_buckets }
     }
 }
 
@@ -148,23 +154,19 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         loop {
             let mut obs = match observed.take() {
                 Some(obs) => obs,
-                None => {
-                    match observe::observe(&members, &s3, desired, &memory.unanswered_buckets(), KeyListing::OnImport)
-                        .await
-                    {
-                        Ok(mut obs) => {
-                            memory.carry_namesakes(&mut obs);
-                            progress.finished(&observing);
-                            obs
-                        }
-                        Err(failure) => {
-                            let (why, slow) = failure.retry()?;
-                            progress.failed(&observing, &why);
-                            waiter.pause_paced(&why, slow).await;
-                            continue;
-                        }
+                None => match observe::observe(&members, &s3, desired, &memory.leftovers(), Reads::Decide).await {
+                    Ok(mut obs) => {
+                        memory.carry_namesakes(&mut obs);
+                        progress.finished(&observing);
+                        obs
                     }
-                }
+                    Err(failure) => {
+                        let (why, slow) = failure.retry()?;
+                        progress.failed(&observing, &why);
+                        waiter.pause_paced(&why, slow).await;
+                        continue;
+                    }
+                },
             };
             let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
             if let Some(c) = plan.conflicts.first() {
@@ -179,7 +181,8 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             progress.finished(&membership);
             // What is left to do, as the deadline error would name it.
             let steps: Vec<String> = plan.actions.iter().map(|a| step_name(&a.line(desired, true))).collect();
-            action_steps.iter().filter(|s| !steps.contains(s)).for_each(|s| progress.finished(s));
+            let left: HashSet<&String> = steps.iter().collect();
+            action_steps.iter().filter(|s| !left.contains(s)).for_each(|s| progress.finished(s));
             steps.iter().for_each(|s| progress.started(s));
             action_steps = steps;
             for action in &plan.actions {
@@ -405,7 +408,8 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
         let observing = format!("Garage's admin API at {}", display_url(members[0].client.base_url()));
         let mut waiter = Waiter::new(&observing);
         loop {
-            let (why, slow) = match observe::observe(&members, &s3, desired, &[], KeyListing::Always).await {
+            let (why, slow) = match observe::observe(&members, &s3, desired, &Leftovers::default(), Reads::Audit).await
+            {
                 Ok(obs) => {
                     let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
                     if plan.waiting.is_empty() {
