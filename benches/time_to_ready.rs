@@ -15,6 +15,12 @@
 //! `--compose-only` measures only the compose stack (`--write` then fills
 //! BENCHMARKS.md's compose section), and `--compose-before FILE` adds an
 //! earlier compose.yaml to its samples.
+//!
+//! `--scale` measures big specs instead (see `scale`): 10, 100 and 1,000
+//! buckets (`--buckets 10,100,1000`), fresh and converged, against Garage
+//! with an open-file limit of 1024; `--write` then fills BENCHMARKS.md's
+//! section for the Garage version (`GARAGE_VERSION`). `--requests-per-node N`
+//! passes that setting to garage-init.
 
 #[path = "../tests/common/mod.rs"]
 #[allow(unused_imports)]
@@ -52,6 +58,23 @@ fn main() {
 
     let mut out = String::new();
     writeln!(out, "{}", machine()).unwrap();
+    if flag("--scale") {
+        let counts: Vec<usize> = args
+            .iter()
+            .position(|a| a == "--buckets")
+            .and_then(|i| args.get(i + 1))
+            .map(|list| list.split(',').map(|n| n.trim().parse().expect("--buckets: numbers")).collect())
+            .unwrap_or_else(|| vec![10, 100, 1000]);
+        let per_node: Option<String> =
+            args.iter().position(|a| a == "--requests-per-node").and_then(|i| args.get(i + 1)).cloned();
+        writeln!(out, "{}", scale(&bin, &counts, samples, per_node.as_deref(), &rt)).unwrap();
+        println!("{out}");
+        if flag("--write") {
+            let version = common::garage_version();
+            write_section(&format!("<!-- scale-{version}:begin -->"), &format!("<!-- scale-{version}:end -->"), &out);
+        }
+        return;
+    }
     if flag("--bootstrap-only") {
         writeln!(out, "{}", bootstrap(&bin, samples, &rt)).unwrap();
         println!("{out}");
@@ -709,5 +732,181 @@ fn bootstrap(bin: &Path, samples: usize, rt: &tokio::runtime::Runtime) -> String
     t += &row("**G**: garage-init on a plain node: exit 0 (its S3 write proven)", &init, "ms");
     t += &row("**B+G**: both, garage-init on top: garage-init exit 0 (the compose gate)", &both, "ms");
     t += &row("B+G: the bench's own first PutObject, right after", &both_put, "ms");
+    t
+}
+
+// ---- big specs ----
+
+/// The open-file limit Garage runs with in the scale benchmark: the usual
+/// default of a Linux service.
+const SCALE_OPEN_FILES: u64 = 1024;
+
+/// A spec of `n` buckets and one key with read, write and owner on each.
+fn scale_spec(n: usize) -> String {
+    let mut spec = String::from("buckets:\n");
+    for i in 0..n {
+        writeln!(spec, "  - name: bench-{i:05}").unwrap();
+    }
+    writeln!(spec, "keys:\n  - id: {KEY_ID}\n    name: bench-key\n    secret: {SECRET}\ngrants:").unwrap();
+    for i in 0..n {
+        writeln!(spec, "  - key: {KEY_ID}\n    bucket: bench-{i:05}\n    permissions: [read, write, owner]").unwrap();
+    }
+    spec
+}
+
+/// One garage-init run against a big spec, and what it cost Garage.
+struct ScaleRun {
+    code: i32,
+    wall: Duration,
+    /// garage-init's own CPU time.
+    init_cpu: Duration,
+    /// Garage's CPU time over the run (user and system, from /proc).
+    garage_cpu: Duration,
+    token_checked: u64,
+    s3_requests: u64,
+    /// The most sockets Garage held open at once during the run (listeners included).
+    peak_sockets: usize,
+}
+
+/// One run of `bin` with `env`, measured from Garage's side too.
+#[allow(clippy::zombie_processes)] // reaped by wait4, which clippy does not see
+fn scale_run(bin: &Path, env: &[(String, String)], g: &Garage, rt: &tokio::runtime::Runtime) -> ScaleRun {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let counts = || {
+        rt.block_on(async {
+            let admin = g.token_checked_requests().await;
+            let s3: u64 = g.s3_request_counts().await.values().sum();
+            (admin, s3)
+        })
+    };
+    let (admin0, s30) = counts();
+    let cpu0 = g.cpu_time();
+    let (stop, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let pid = g.pid().unwrap();
+    let watcher = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let n = std::fs::read_dir(format!("/proc/{pid}/fd"))
+                    .map(|d| {
+                        d.filter_map(Result::ok)
+                            .filter(|f| {
+                                std::fs::read_link(f.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+                            })
+                            .count()
+                    })
+                    .unwrap_or(0);
+                peak.fetch_max(n, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let t0 = Instant::now();
+    let child = Command::new(bin)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child; both pointers are valid for the call.
+    let pid_waited = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = t0.elapsed();
+    assert_eq!(pid_waited, child.id() as libc::pid_t);
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().unwrap();
+    let garage_cpu = g.cpu_time().saturating_sub(cpu0);
+    let (admin1, s31) = counts();
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    ScaleRun {
+        code: if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 },
+        wall,
+        init_cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        garage_cpu,
+        token_checked: admin1 - admin0,
+        s3_requests: s31 - s30,
+        peak_sockets: peak.load(Ordering::Relaxed),
+    }
+}
+
+/// Garage after a sample: does its admin API answer, and how often did it
+/// run out of open files.
+struct Health {
+    answers: bool,
+    fd_errors: usize,
+}
+
+/// Big specs: per bucket count, `samples` fresh Garages (open-file limit
+/// 1024), each given a spec of that many buckets from scratch, then, after
+/// [`SETTLE`], the same spec again on the converged node.
+fn scale(bin: &Path, counts: &[usize], samples: usize, per_node: Option<&str>, rt: &tokio::runtime::Runtime) -> String {
+    let mut t = format!(
+        "### Big specs: one key with read, write and owner on each of N buckets ({samples} samples each, \
+         Garage's open-file limit {SCALE_OPEN_FILES}, `--requests-per-node` {})\n\n",
+        per_node.unwrap_or("default")
+    );
+    t.push_str(
+        "| buckets | run | wall | Garage CPU | garage-init CPU | token-checked admin requests | S3 requests | \
+         Garage sockets, peak | exit 0 | Garage answers after, fd errors |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for &n in counts {
+        let (mut fresh, mut again, mut health) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..samples {
+            let mut g = Garage::new();
+            g.limit_open_files(SCALE_OPEN_FILES);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("spec.yaml");
+            std::fs::write(&path, scale_spec(n)).unwrap();
+            let mut env = g.init_env();
+            env.retain(|(k, _)| k != "GARAGE_INIT_DEADLINE");
+            env.push(("GARAGE_INIT_DEADLINE".into(), "600s".into()));
+            env.push(("GARAGE_INIT_SPEC".into(), path.display().to_string()));
+            env.extend(per_node.map(|n| ("GARAGE_INIT_REQUESTS_PER_NODE".to_string(), n.to_string())));
+            g.start();
+            rt.block_on(g.wait_for_admin());
+            let f = scale_run(bin, &env, &g, rt);
+            std::thread::sleep(SETTLE);
+            let a = scale_run(bin, &env, &g, rt);
+            let answers = rt.block_on(g.admin_answers_within(Duration::from_secs(5))).is_ok();
+            health.push(Health { answers, fd_errors: g.log().matches("Too many open files").count() });
+            eprintln!(
+                "  {n} buckets, sample {}: fresh {:.1} s (exit {}, {} requests), converged {:.2} s (exit {}, {} requests)",
+                i + 1,
+                f.wall.as_secs_f64(),
+                f.code,
+                f.token_checked,
+                a.wall.as_secs_f64(),
+                a.code,
+                a.token_checked
+            );
+            g.kill();
+            fresh.push(f);
+            again.push(a);
+        }
+        let answered = health.iter().filter(|h| h.answers).count();
+        let fd_errors: usize = health.iter().map(|h| h.fd_errors).sum();
+        for (name, runs) in [("fresh", &fresh), ("converged", &again)] {
+            let med = |v: &dyn Fn(&ScaleRun) -> f64| stats(&runs.iter().map(v).collect::<Vec<_>>()).0;
+            let spread = |v: &dyn Fn(&ScaleRun) -> f64| {
+                let (m, lo, hi) = stats(&runs.iter().map(v).collect::<Vec<_>>());
+                format!("{m:.2} s ({lo:.2} – {hi:.2})")
+            };
+            writeln!(
+                t,
+                "| {n} | {name} | {} | {:.2} s | {:.2} s | {:.0} | {:.0} | {:.0} | {}/{samples} | {answered}/{samples}, {fd_errors} |",
+                spread(&|r| r.wall.as_secs_f64()),
+                med(&|r| r.garage_cpu.as_secs_f64()),
+                med(&|r| r.init_cpu.as_secs_f64()),
+                med(&|r| r.token_checked as f64),
+                med(&|r| r.s3_requests as f64),
+                med(&|r| r.peak_sockets as f64),
+                runs.iter().filter(|r| r.code == 0).count(),
+            )
+            .unwrap();
+        }
+    }
     t
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::validate::{Days, parse_days, parse_duration, parse_size};
+use crate::validate::{
+    DEFAULT_REQUESTS_PER_NODE, Days, parse_days, parse_duration, parse_requests_per_node, parse_size,
+};
 
 use crate::exit::{For, help};
 
@@ -153,6 +155,12 @@ pub struct ApplyArgs {
     /// without it, such differences are reported as drift and left alone.
     #[arg(long, env = "GARAGE_INIT_ALLOW_LAYOUT_CHANGES", hide_env_values = true)]
     pub allow_layout_changes: bool,
+
+    /// At most this many requests in flight at once to each node's admin API, and to the S3 API
+    /// (1 to 64): a spec of many buckets is worked through this many at a time, over as many
+    /// connections.
+    #[arg(long, env = "GARAGE_INIT_REQUESTS_PER_NODE", value_name = "N", default_value_t = DEFAULT_REQUESTS_PER_NODE, value_parser = parse_requests_per_node, hide_env_values = true)]
+    pub requests_per_node: usize,
 }
 
 /// The admin token, inline or from a file.

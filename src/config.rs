@@ -37,6 +37,8 @@ pub struct ApplyConfig {
     pub desired: Desired,
     pub allow_layout_changes: bool,
     pub deadline: Duration,
+    /// Requests in flight at once to each node's admin API, and to the S3 API.
+    pub requests_per_node: usize,
 }
 
 impl ApplyConfig {
@@ -64,6 +66,7 @@ impl ApplyConfig {
             desired,
             allow_layout_changes: args.allow_layout_changes,
             deadline: args.deadline,
+            requests_per_node: args.requests_per_node,
         })
     }
 }

@@ -1,11 +1,14 @@
 //! The one plain-HTTP client shape for Garage's admin and S3 APIs and the
-//! registry, and the one way answers are read: streamed, and never more
-//! than a cap, so that a peer that announces or streams an endless body
-//! costs garage-init a bounded amount of memory.
+//! registry, the one way answers are read: streamed, and never more than a
+//! cap, so that a peer that announces or streams an endless body costs
+//! garage-init a bounded amount of memory; and the bound on requests in
+//! flight to one endpoint, so that a spec of a thousand buckets costs Garage
+//! a handful of connections, not a thousand.
 
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
+use tokio::sync::Semaphore;
 
 /// How long one request may take, its body included. Garage answers in
 /// milliseconds; its own RPC quorum timeouts surface as 503 well before this.
@@ -13,15 +16,48 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Pooled keep-alive connections, bounded connect and request times, no
-/// proxy discovery (a compose network needs none), no TLS stack.
-pub fn client(headers: HeaderMap) -> reqwest::Result<reqwest::Client> {
+/// proxy discovery (a compose network needs none), no TLS stack. One client
+/// per endpoint, kept for the whole run: with at most `in_flight` requests
+/// at once, the pool never holds more connections than that.
+pub fn client(headers: HeaderMap, in_flight: usize) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .default_headers(headers)
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
+        .pool_max_idle_per_host(in_flight)
         .no_proxy()
         .tcp_nodelay(true)
         .build()
+}
+
+/// At most a fixed number of requests in flight to one endpoint; the others
+/// wait their turn, first come first served. A request holds its place from
+/// sending until its answer is read, so the connections open to the endpoint
+/// never outnumber the places. Shared by every task that talks to the
+/// endpoint: however many actions a plan has, the endpoint sees this many.
+#[derive(Debug)]
+pub struct RequestLimit {
+    places: Semaphore,
+    limit: usize,
+}
+
+impl RequestLimit {
+    /// `limit` places; at least one.
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.max(1);
+        Self { places: Semaphore::new(limit), limit }
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Runs `request` once a place is free, and frees it when `request` is done.
+    pub async fn run<T>(&self, request: impl Future<Output = T>) -> T {
+        // The semaphore is never closed, so a place always comes.
+        let _place = self.places.acquire().await.expect("the semaphore is never closed");
+        request.await
+    }
 }
 
 /// Why a request got no (complete) answer.
@@ -113,6 +149,36 @@ pub fn human_limit(limit: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::future::join_all;
+
+    #[tokio::test(start_paused = true)]
+    async fn no_more_requests_than_the_limit_are_ever_in_flight() {
+        let limit = RequestLimit::new(4);
+        let (now, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let request = || async {
+            let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(n, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+        };
+        let started = tokio::time::Instant::now();
+        join_all((0..100).map(|_| limit.run(request()))).await;
+        assert_eq!(most.load(Ordering::SeqCst), 4, "requests in flight at most");
+        // 100 requests of 10 ms, 4 at a time: 25 turns, none of them idle.
+        assert_eq!(started.elapsed(), Duration::from_millis(250));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limit_of_zero_still_lets_requests_through_one_at_a_time() {
+        let limit = RequestLimit::new(0);
+        assert_eq!(limit.limit(), 1);
+        let started = tokio::time::Instant::now();
+        join_all((0..3).map(|_| limit.run(async { tokio::time::sleep(Duration::from_millis(10)).await }))).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(30));
+    }
 
     #[test]
     fn a_redirect_target_is_shown_without_its_user_part_or_query() {

@@ -18,7 +18,7 @@ use url::Url;
 use crate::converge::lifecycle::{self, Rule};
 use crate::desired::KeyWant;
 use crate::error::{Error, display_url};
-use crate::http::{NoAnswer, ReadError, human_limit, read_capped, redirected_to};
+use crate::http::{NoAnswer, ReadError, RequestLimit, human_limit, read_capped, redirected_to};
 use crate::wait::InFlight;
 
 /// How long presigned URLs stay valid; each is used at once.
@@ -253,25 +253,30 @@ fn probe_body() -> Vec<u8> {
 
 /// The run's S3 client: the proof `apply` makes (one round trip per call),
 /// and the reads and writes of lifecycle rules, with one HTTP client for the
-/// run. Retrying is the caller's: it decides between waiting, observing
-/// Garage again, and giving up.
+/// run and at most a fixed number of requests in flight, however many
+/// buckets are worked on at once. Retrying is the caller's: it decides
+/// between waiting, observing Garage again, and giving up.
 pub struct Prover {
     http: reqwest::Client,
     s3_url: Url,
     region: String,
     /// Requests without an answer yet, for the deadline error.
     in_flight: InFlight,
+    /// The bound on requests in flight through S3.
+    limit: RequestLimit,
 }
 
 impl Prover {
-    pub fn new(s3_url: &Url, region: &str) -> Result<Self, Failure> {
-        let http = crate::http::client(HeaderMap::new()).map_err(|e| Failure::Setup(e.to_string()))?;
-        Ok(Self::with_client(http, s3_url, region))
+    /// With at most `in_flight` requests at once.
+    pub fn new(s3_url: &Url, region: &str, in_flight: usize) -> Result<Self, Failure> {
+        let http = crate::http::client(HeaderMap::new(), in_flight).map_err(|e| Failure::Setup(e.to_string()))?;
+        Ok(Self::with_client(http, s3_url, region, in_flight))
     }
 
     /// With an HTTP client the caller already has.
-    pub fn with_client(http: reqwest::Client, s3_url: &Url, region: &str) -> Self {
-        Self { http, s3_url: s3_url.clone(), region: region.to_string(), in_flight: InFlight::default() }
+    pub fn with_client(http: reqwest::Client, s3_url: &Url, region: &str, limit: usize) -> Self {
+        let (s3_url, region) = (s3_url.clone(), region.to_string());
+        Self { http, s3_url, region, in_flight: InFlight::default(), limit: RequestLimit::new(limit) }
     }
 
     /// Requests sent and not answered yet.
@@ -279,10 +284,13 @@ impl Prover {
         &self.in_flight
     }
 
-    /// One PUT, GET, DELETE round trip; returns the report detail.
+    /// One PUT, GET, DELETE round trip; returns the report detail. Its three
+    /// requests go one after the other, in one place among those in flight.
     pub async fn prove(&self, bucket_name: &str, key: &KeyWant) -> Result<String, Failure> {
-        let Probed { object, took } =
-            probe_tracked(&self.http, &self.s3_url, &self.region, bucket_name, key, &self.in_flight).await?;
+        let Probed { object, took } = self
+            .limit
+            .run(probe_tracked(&self.http, &self.s3_url, &self.region, bucket_name, key, &self.in_flight))
+            .await?;
         let ms = took.as_millis();
         Ok(format!("PUT, GET, DELETE of {object} in {bucket_name} as {} ({ms} ms)", key.id))
     }
@@ -318,7 +326,7 @@ impl Prover {
         let bucket = self.bucket(bucket_name)?;
         let url = self.lifecycle_url(&bucket, key, Method::Get);
         let op = "GetBucketLifecycleConfiguration";
-        match send(op, self.http.get(url), MAX_LIFECYCLE_BYTES, &self.in_flight).await {
+        match self.limit.run(send(op, self.http.get(url), MAX_LIFECYCLE_BYTES, &self.in_flight)).await {
             Ok(body) => {
                 let text = std::str::from_utf8(&body)
                     .map_err(|_| Failure::Unreadable { op, reason: "the answer is not UTF-8 text".into() })?;
@@ -336,11 +344,13 @@ impl Prover {
         let bucket = self.bucket(bucket_name)?;
         let sent = if rules.is_empty() {
             let url = self.lifecycle_url(&bucket, key, Method::Delete);
-            send("DeleteBucketLifecycle", self.http.delete(url), MAX_ANSWER_BYTES, &self.in_flight).await
+            self.limit
+                .run(send("DeleteBucketLifecycle", self.http.delete(url), MAX_ANSWER_BYTES, &self.in_flight))
+                .await
         } else {
             let url = self.lifecycle_url(&bucket, key, Method::Put);
             let request = self.http.put(url).header("content-type", "application/xml").body(lifecycle::render(rules));
-            send("PutBucketLifecycleConfiguration", request, MAX_ANSWER_BYTES, &self.in_flight).await
+            self.limit.run(send("PutBucketLifecycleConfiguration", request, MAX_ANSWER_BYTES, &self.in_flight)).await
         };
         sent.map(drop).map_err(owner_needed)
     }

@@ -325,6 +325,24 @@ pub const MAX_LIFECYCLE_DAYS: u32 = 36_500;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Days(pub Option<u32>);
 
+/// Requests in flight to one Garage endpoint at once, unless set otherwise.
+/// Every admin request costs Garage an argon2 check of the token, which is
+/// CPU-bound: more at once than a node has cores only makes each one wait.
+pub const DEFAULT_REQUESTS_PER_NODE: usize = 4;
+/// The most requests in flight to one endpoint that can be asked for: far
+/// below any open-file limit a server runs with.
+pub const MAX_REQUESTS_PER_NODE: usize = 64;
+
+/// Parses a number of requests in flight at once: 1 to [`MAX_REQUESTS_PER_NODE`].
+pub fn parse_requests_per_node(text: &str) -> Result<usize, String> {
+    let t = text.trim();
+    match t.parse::<u64>() {
+        Ok(n) if (1..=MAX_REQUESTS_PER_NODE as u64).contains(&n) => Ok(n as usize),
+        Ok(_) => Err(format!("`{t}` is not between 1 and {MAX_REQUESTS_PER_NODE}")),
+        Err(_) => Err(format!("`{t}` is not a number of requests: use e.g. {DEFAULT_REQUESTS_PER_NODE}")),
+    }
+}
+
 /// Parses `30`, `30d`, or `0` / `off` (the rule is off); at most [`MAX_LIFECYCLE_DAYS`].
 pub fn parse_days(text: &str) -> Result<Days, String> {
     let t = text.trim();
@@ -345,6 +363,17 @@ pub fn parse_days(text: &str) -> Result<Days, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_per_node_is_a_small_positive_number() {
+        assert_eq!(parse_requests_per_node(" 8 "), Ok(8));
+        assert_eq!(parse_requests_per_node("64"), Ok(64));
+        assert!(parse_requests_per_node("0").unwrap_err().contains("between 1 and 64"));
+        assert!(parse_requests_per_node("65").unwrap_err().contains("between 1 and 64"));
+        assert!(parse_requests_per_node("-1").unwrap_err().contains("not a number"));
+        assert!(parse_requests_per_node("four").unwrap_err().contains("not a number"));
+        assert!(parse_requests_per_node("99999999999999999999999").is_err());
+    }
 
     #[test]
     fn lifecycle_days() {

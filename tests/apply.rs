@@ -267,6 +267,8 @@ async fn invalid_input_fails_before_any_network_call() {
         ("GARAGE_INIT_ADMIN_TOKEN_FILE", "/nonexistent/token", "cannot read /nonexistent/token"),
         ("GARAGE_INIT_CAPACITY", "12", "1024"),
         ("GARAGE_INIT_DEADLINE", "soon", "not a duration"),
+        ("GARAGE_INIT_REQUESTS_PER_NODE", "0", "`0` is not between 1 and 64"),
+        ("GARAGE_INIT_REQUESTS_PER_NODE", "many", "--requests-per-node"),
     ];
     for (var, value, expected) in cases {
         let mut env = with(&base, var, value);

@@ -1,6 +1,8 @@
 //! Client for Garage's admin API v2: one method per endpoint used, typed
 //! answers, typed errors. Every request carries exactly
-//! `Authorization: Bearer <token>` and has a timeout.
+//! `Authorization: Bearer <token>` and has a timeout; one client per node,
+//! its connections pooled and at most a fixed number of its requests in
+//! flight at once, however many tasks share it.
 
 pub mod types;
 
@@ -12,7 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::http::{NoAnswer, ReadError, read_capped, redirected_to};
+use crate::http::{NoAnswer, ReadError, RequestLimit, read_capped, redirected_to};
 use crate::secret::Secret;
 use crate::wait::InFlight;
 use types::*;
@@ -21,6 +23,9 @@ use types::*;
 /// endpoints used here are kilobytes (a 256-node cluster status, a bucket
 /// with thousands of keys stays far below).
 pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+/// The answers that list every bucket or key, or a key's every bucket, grow
+/// with the cluster: about 200 bytes a bucket, so 16 MiB holds ~80 000.
+pub const MAX_LIST_BYTES: usize = 16 << 20;
 /// `/health` answers with one line of text.
 const MAX_HEALTH_BYTES: usize = 64 << 10;
 
@@ -125,10 +130,13 @@ pub struct AdminClient {
     requests: AtomicU32,
     /// Requests without an answer yet, for the deadline error.
     in_flight: InFlight,
+    /// The bound on requests in flight to this node.
+    limit: RequestLimit,
 }
 
 impl AdminClient {
-    pub fn new(mut base: Url, token: &Secret) -> Result<Self, AdminError> {
+    /// A client for the admin API at `base`, with at most `in_flight` requests at once.
+    pub fn new(mut base: Url, token: &Secret, in_flight: usize) -> Result<Self, AdminError> {
         // `join` replaces the last path segment unless the path ends with '/'.
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
@@ -140,10 +148,12 @@ impl AdminClient {
         auth.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert(AUTHORIZATION, auth);
-        let http = crate::http::client(headers)
+        let http = crate::http::client(headers, in_flight)
             .map_err(|e| AdminError::Setup(format!("cannot build the HTTP client: {e}")))?;
         let at = base.as_str().trim_end_matches('/').to_string();
-        Ok(Self { http, base, at, token: token.clone(), requests: AtomicU32::new(0), in_flight: InFlight::default() })
+        let limit = RequestLimit::new(in_flight);
+        let in_flight = InFlight::default();
+        Ok(Self { http, base, at, token: token.clone(), requests: AtomicU32::new(0), in_flight, limit })
     }
 
     pub fn base_url(&self) -> &Url {
@@ -160,12 +170,15 @@ impl AdminClient {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// One request, once a place among the requests in flight is free; its
+    /// answer read up to `limit` bytes.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         endpoint: &'static str,
         query: &[(&str, &str)],
         body: Option<&dyn ErasedSerialize>,
+        limit: usize,
     ) -> Result<T, AdminError> {
         let mut url = self.base.join(&format!("v2/{endpoint}")).expect("endpoint names are valid URL paths");
         if !query.is_empty() {
@@ -176,14 +189,20 @@ impl AdminClient {
             let json = body.to_json().map_err(|e| AdminError::Setup(format!("{endpoint}: {e}")))?;
             request = request.header("content-type", "application/json").body(json);
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(endpoint, "admin request");
-        let _sent = self.in_flight.sent(format!("{endpoint} at {}", self.at));
-        let response = request.send().await.map_err(|e| self.no_answer(endpoint, &url, &e))?;
-        let answered_at = self.answered_at(&url, response.url());
+        let (status, answered_at, bytes) = self
+            .limit
+            .run(async {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(endpoint, "admin request");
+                let _sent = self.in_flight.sent(format!("{endpoint} at {}", self.at));
+                let response = request.send().await.map_err(|e| self.no_answer(endpoint, &url, &e))?;
+                let answered_at = self.answered_at(&url, response.url());
+                let status = response.status();
+                let bytes = self.read(endpoint, &answered_at, response, limit).await?;
+                Ok::<_, AdminError>((status, answered_at, bytes))
+            })
+            .await?;
         let at = || answered_at.clone();
-        let status = response.status();
-        let bytes = self.read(endpoint, &answered_at, response, MAX_ANSWER_BYTES).await?;
         if status == StatusCode::OK {
             if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
                 return Err(AdminError::Foreign { endpoint, at: at(), what: self.redact(foreign(status, &bytes)) });
@@ -245,7 +264,16 @@ impl AdminClient {
     }
 
     async fn get<T: DeserializeOwned>(&self, endpoint: &'static str, query: &[(&str, &str)]) -> Result<T, AdminError> {
-        self.call(Method::GET, endpoint, query, None).await
+        self.call(Method::GET, endpoint, query, None, MAX_ANSWER_BYTES).await
+    }
+
+    /// A read whose answer grows with the number of buckets or keys.
+    async fn get_list<T: DeserializeOwned>(
+        &self,
+        endpoint: &'static str,
+        query: &[(&str, &str)],
+    ) -> Result<T, AdminError> {
+        self.call(Method::GET, endpoint, query, None, MAX_LIST_BYTES).await
     }
 
     async fn post<T: DeserializeOwned>(
@@ -254,7 +282,7 @@ impl AdminClient {
         query: &[(&str, &str)],
         body: &dyn ErasedSerialize,
     ) -> Result<T, AdminError> {
-        self.call(Method::POST, endpoint, query, Some(body)).await
+        self.call(Method::POST, endpoint, query, Some(body), MAX_ANSWER_BYTES).await
     }
 
     // ---- cluster ----
@@ -270,12 +298,19 @@ impl AdminClient {
     pub async fn health(&self) -> Result<Option<String>, AdminError> {
         let endpoint = "health";
         let url = self.base.join("health").expect("valid path");
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        let _sent = self.in_flight.sent(format!("/health at {}", self.at));
-        let response = self.http.get(url.clone()).send().await.map_err(|e| self.no_answer(endpoint, &url, &e))?;
-        let at = self.answered_at(&url, response.url());
-        let status = response.status();
-        let body = self.read(endpoint, &at, response, MAX_HEALTH_BYTES).await?;
+        let (status, at, body) = self
+            .limit
+            .run(async {
+                self.requests.fetch_add(1, Ordering::Relaxed);
+                let _sent = self.in_flight.sent(format!("/health at {}", self.at));
+                let response =
+                    self.http.get(url.clone()).send().await.map_err(|e| self.no_answer(endpoint, &url, &e))?;
+                let at = self.answered_at(&url, response.url());
+                let status = response.status();
+                let body = self.read(endpoint, &at, response, MAX_HEALTH_BYTES).await?;
+                Ok::<_, AdminError>((status, at, body))
+            })
+            .await?;
         let text = String::from_utf8_lossy(&body);
         match status {
             StatusCode::OK => Ok(None),
@@ -329,12 +364,12 @@ impl AdminClient {
 
     /// `None` when Garage has no such key (404), including a deleted one.
     pub async fn key_info_with_secret(&self, id: &str) -> Result<Option<KeyInfo>, AdminError> {
-        not_found_as_none(self.get("GetKeyInfo", &[("id", id), ("showSecretKey", "true")]).await)
+        not_found_as_none(self.get_list("GetKeyInfo", &[("id", id), ("showSecretKey", "true")]).await)
     }
 
     /// Every key's id and name (Garage lists at most 10 000).
     pub async fn list_keys(&self) -> Result<Vec<ListedKey>, AdminError> {
-        self.get("ListKeys", &[]).await
+        self.get_list("ListKeys", &[]).await
     }
 
     pub async fn import_key(&self, id: &str, secret: &Secret, name: &str) -> Result<KeyInfo, AdminError> {
@@ -359,7 +394,7 @@ impl AdminClient {
     }
 
     pub async fn list_buckets(&self) -> Result<Vec<ListedBucket>, AdminError> {
-        self.get("ListBuckets", &[]).await
+        self.get_list("ListBuckets", &[]).await
     }
 
     pub async fn create_bucket(&self, alias: &str) -> Result<BucketInfo, AdminError> {

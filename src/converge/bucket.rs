@@ -37,11 +37,13 @@ pub struct BucketPlan {
     pub conflicts: Vec<Conflict>,
 }
 
+/// `unmanaged_quotas_are_drift`: the spec declares everything, and the
+/// bucket's quotas were read even though the spec does not manage them.
 pub fn plan_bucket(
     found: Option<&BucketInfo>,
     elsewhere: &[AliasElsewhere],
     want: &BucketWant,
-    exhaustive: bool,
+    unmanaged_quotas_are_drift: bool,
 ) -> BucketPlan {
     let mut plan = BucketPlan { create: found.is_none(), ..BucketPlan::default() };
     let has = |alias: &String| found.is_some_and(|b| b.global_aliases.contains(alias));
@@ -64,7 +66,7 @@ pub fn plan_bucket(
     let current = found.and_then(|b| b.quotas).unwrap_or_default();
     match want.quotas {
         Some(q) if q != current => plan.set_quotas = Some(q),
-        None if exhaustive && current != Quotas::default() => plan.drift.push(format!(
+        None if unmanaged_quotas_are_drift && current != Quotas::default() => plan.drift.push(format!(
             "{} has quotas ({}) that the spec does not declare; left as they are",
             want.name,
             describe_quotas(current)
@@ -98,12 +100,18 @@ pub fn extra_grant_drift(have: Permissions, want: &GrantWant) -> Option<Line> {
     })
 }
 
-/// Keys with permissions on a declared bucket but no grant in the spec.
-pub fn undeclared_grants(bucket: &BucketInfo, name: &str, grants: &[GrantWant]) -> Vec<Line> {
+/// Keys with permissions on a declared bucket but no grant in the spec;
+/// only the keys `known` accepts (those whose grants were read).
+pub fn undeclared_grants(
+    bucket: &BucketInfo,
+    name: &str,
+    grants: &[GrantWant],
+    known: impl Fn(&str) -> bool,
+) -> Vec<Line> {
     bucket
         .keys
         .iter()
-        .filter(|k| !k.permissions.is_empty())
+        .filter(|k| !k.permissions.is_empty() && known(&k.access_key_id))
         .filter(|k| !grants.iter().any(|g| g.key_id == k.access_key_id && g.bucket == name))
         .map(|k| {
             Line::new(

@@ -1,5 +1,7 @@
 //! Execution: the actions of one phase of a plan, sent to the coordinating
-//! node (Garage serialises bucket changes per node), all at once. Garage's
+//! node (Garage serialises bucket changes per node), all at once: the node's
+//! client lets a few through at a time (`--requests-per-node`), so a phase of
+//! a thousand bucket creates reaches Garage in waves of that many. Garage's
 //! answer to each change describes the resource after it; that answer is
 //! folded into the observation, so the next plan starts from what Garage
 //! said rather than from what was asked. A failed or ambiguous action is
@@ -66,7 +68,8 @@ enum Effect {
     LifecycleWritten(usize),
 }
 
-/// Runs `actions` (one phase) at once and folds Garage's answers into `observed`.
+/// Runs `actions` (one phase) at once, as many in flight as the clients let
+/// through, and folds Garage's answers into `observed`.
 pub async fn execute(
     members: &[Member],
     s3: &Prover,

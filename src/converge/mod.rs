@@ -39,7 +39,7 @@ use crate::s3check;
 use crate::wait::{InFlight, Progress, Waiter};
 
 use execute::ActionError;
-use observe::{KeyListing, Member, Observed, Readiness};
+use observe::{Leftovers, Member, Observed, Readiness, Reads};
 use plan::{Action, Resource};
 
 /// An observation older than this is read again rather than trusted while
@@ -57,9 +57,11 @@ const DEFINITE_FAILURES: u32 = 2;
 /// is being freed, but far less than a deadline.
 const STORAGE_GRACE: Duration = Duration::from_secs(5);
 
-/// The admin APIs a run talks to: one per listed node, or the one `--admin-url`.
+/// The admin APIs a run talks to: one per listed node, or the one `--admin-url`;
+/// one client each, with its own connections and its own bound on requests in flight.
 pub fn members(cfg: &ApplyConfig) -> Result<Vec<Member>, Error> {
-    let client = |url: &url::Url| AdminClient::new(url.clone(), &cfg.admin_token).map_err(Error::Admin);
+    let client =
+        |url: &url::Url| AdminClient::new(url.clone(), &cfg.admin_token, cfg.requests_per_node).map_err(Error::Admin);
     match &cfg.desired.cluster.nodes {
         NodesWant::Listed(nodes) => {
             nodes.iter().map(|n| Ok(Member { want: Some(n.clone()), client: client(&n.admin_url)? })).collect()
@@ -195,9 +197,15 @@ impl Memory {
         if since.elapsed() < STORAGE_GRACE { Ok(()) } else { Err(Error::Storage { answer: answer() }) }
     }
 
-    /// Buckets whose change got no answer and that may be stored nameless.
-    fn unanswered_buckets(&self) -> Vec<usize> {
-        self.unanswered.iter().filter_map(|r| if let Resource::Bucket(i) = r { Some(*i) } else { None }).collect()
+    /// Where this run's failed changes may have left something half done.
+    fn leftovers(&self) -> Leftovers {
+        let bucket = |r: &Resource| if let Resource::Bucket(i) = r { Some(*i) } else { None };
+        let unanswered_creates: Vec<usize> = self.unanswered.iter().filter_map(bucket).collect();
+        let mut failed_buckets: Vec<usize> =
+            unanswered_creates.iter().copied().chain(self.definite.keys().filter_map(bucket)).collect();
+        failed_buckets.sort_unstable();
+        failed_buckets.dedup();
+        Leftovers { unanswered_creates, failed_buckets }
     }
 }
 
@@ -227,23 +235,19 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         loop {
             let mut obs = match observed.take() {
                 Some(obs) => obs,
-                None => {
-                    match observe::observe(&members, &s3, desired, &memory.unanswered_buckets(), KeyListing::OnImport)
-                        .await
-                    {
-                        Ok(mut obs) => {
-                            memory.carry_namesakes(&mut obs);
-                            progress.finished(&observing);
-                            obs
-                        }
-                        Err(failure) => {
-                            let (why, slow) = failure.retry()?;
-                            progress.failed(&observing, &why);
-                            waiter.pause_paced(&why, slow).await;
-                            continue;
-                        }
+                None => match observe::observe(&members, &s3, desired, &memory.leftovers(), Reads::Decide).await {
+                    Ok(mut obs) => {
+                        memory.carry_namesakes(&mut obs);
+                        progress.finished(&observing);
+                        obs
                     }
-                }
+                    Err(failure) => {
+                        let (why, slow) = failure.retry()?;
+                        progress.failed(&observing, &why);
+                        waiter.pause_paced(&why, slow).await;
+                        continue;
+                    }
+                },
             };
             let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
             if let Some(c) = plan.conflicts.first() {
@@ -265,7 +269,8 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
             }
             // What is left to do, as the deadline error would name it.
             let steps: Vec<String> = plan.actions.iter().map(|a| step_name(&a.line(desired, true))).collect();
-            action_steps.iter().filter(|s| !steps.contains(s)).for_each(|s| progress.finished(s));
+            let left: HashSet<&String> = steps.iter().collect();
+            action_steps.iter().filter(|s| !left.contains(s)).for_each(|s| progress.finished(s));
             steps.iter().for_each(|s| progress.started(s));
             action_steps = steps;
 
@@ -468,16 +473,20 @@ fn judge_s3(
 
 /// The run's S3 client.
 fn prover(cfg: &ApplyConfig) -> Result<s3check::Prover, Error> {
-    s3check::Prover::new(&cfg.s3_url, &cfg.region).map_err(|f| s3check::verify_error(&cfg.s3_url, f))
+    s3check::Prover::new(&cfg.s3_url, &cfg.region, cfg.requests_per_node)
+        .map_err(|f| s3check::verify_error(&cfg.s3_url, f))
 }
 
-/// The S3 round trip for every grant with read and write: one report line each.
+/// The S3 round trip for every grant with read and write: one report line
+/// each, in the spec's order; as many at once as the S3 client lets through.
 async fn prove(s3: &s3check::Prover, desired: &crate::desired::Desired) -> Result<Vec<Line>, s3check::Failure> {
-    let mut lines = Vec::new();
-    for grant in desired.grants.iter().filter(|g| g.permissions.read && g.permissions.write) {
+    let proofs = desired.grants.iter().filter(|g| g.permissions.read && g.permissions.write).map(|grant| {
         let key = desired.key(&grant.key_id).expect("grants name declared keys");
-        let detail = s3.prove(&grant.bucket, key).await?;
-        lines.push(Line::new("s3 check", Outcome::Passed, detail));
+        s3.prove(&grant.bucket, key)
+    });
+    let mut lines = Vec::new();
+    for proof in futures_util::future::join_all(proofs).await {
+        lines.push(Line::new("s3 check", Outcome::Passed, proof?));
     }
     Ok(lines)
 }
@@ -502,7 +511,8 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
         let observing = format!("Garage's admin API at {}", display_url(members[0].client.base_url()));
         let mut waiter = Waiter::new(&observing);
         loop {
-            let (why, slow) = match observe::observe(&members, &s3, desired, &[], KeyListing::Always).await {
+            let (why, slow) = match observe::observe(&members, &s3, desired, &Leftovers::default(), Reads::Audit).await
+            {
                 Ok(obs) => {
                     let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
                     if plan.waiting.is_empty() {

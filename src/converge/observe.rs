@@ -6,9 +6,14 @@
 //! an argon2 hash (tens of milliseconds). A converged single node is
 //! observed with two of them, `GetClusterStatus` and `GetKeyInfo`, sent
 //! together: the status carries every node's role, and the key's own view
-//! carries its bucket and its permissions on it. `GetClusterLayout` is read
-//! only where a role could be staged, buckets only where the key's view does
-//! not say enough. Readiness is read from `/health`, which checks no token.
+//! carries its buckets and its permissions on them. `GetClusterLayout` is
+//! read only where a role could be staged. Buckets are read by the list:
+//! `ListBuckets` (every bucket's id and names, in one request) only when the
+//! keys' views do not name every wanted bucket and alias, and a bucket's own
+//! record (`GetBucketInfo`) only where neither can answer: its quotas are
+//! managed, or a change of it failed in this run. So a spec of a thousand
+//! buckets is observed with a handful of requests, not a thousand. Readiness
+//! is read from `/health`, which checks no token.
 //!
 //! A bucket that declares a lifecycle has its rules read through S3
 //! (`GetBucketLifecycleConfiguration`, no token check): the admin API has
@@ -16,10 +21,12 @@
 //!
 //! `GetCurrentAdminTokenInfo` is never used: it can crash Garage 2.1.0.
 
+use std::collections::HashMap;
+
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
-use crate::admin::types::{BucketInfo, ClusterLayout, ClusterStatus, KeyInfo};
+use crate::admin::types::{BucketInfo, BucketKey, ClusterLayout, ClusterStatus, KeyInfo, ListedBucket};
 use crate::admin::{AdminClient, AdminError};
 use crate::desired::{Desired, NodeWant, NodesWant};
 use crate::error::{Error, display_url};
@@ -141,6 +148,11 @@ pub struct Observed {
     pub buckets: Vec<BucketSeen>,
     /// Per wanted bucket: its lifecycle rules, read through S3.
     pub lifecycles: Vec<LifecycleSeen>,
+    /// Every wanted bucket that exists was read whole ([`Reads::Audit`]): its
+    /// quotas, and the grants of keys the spec does not declare, are known.
+    /// Otherwise a bucket shows only the wanted keys' grants, and quotas only
+    /// where the spec manages them.
+    pub audited: bool,
     pub readiness: Readiness,
     /// When the reads were made.
     pub at: Instant,
@@ -160,24 +172,41 @@ impl Observed {
     }
 }
 
-/// When the key list is read, to find other keys named like a wanted one.
+/// How much an observation reads beyond what the plan's actions depend on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyListing {
-    /// Only when a wanted key is to be imported.
-    OnImport,
-    /// Whenever Garage has a layout (`plan`, which has no request budget).
-    Always,
+pub enum Reads {
+    /// What the actions depend on (`apply`): other keys' names only when a
+    /// wanted key is to be imported; a bucket's own record only where its
+    /// quotas are managed, or a change of it failed in this run.
+    Decide,
+    /// Also what only drift and warnings need (`plan`, which has no request
+    /// budget): other keys named like a wanted one, and every wanted bucket's
+    /// own record (quotas the spec leaves alone, grants of keys it does not
+    /// declare), at most the per-node number of requests at once.
+    Audit,
 }
 
-/// Reads everything the plan needs, from scratch. `unanswered_creates`: the
-/// wanted buckets whose create got no answer in this run (their nameless
-/// leftovers are looked for).
+/// What the run remembers of its own failed changes, for the next
+/// observation to look at.
+#[derive(Debug, Clone, Default)]
+pub struct Leftovers {
+    /// Wanted buckets whose create got no answer: the nameless bucket such a
+    /// create may have left is looked for.
+    pub unanswered_creates: Vec<usize>,
+    /// Wanted buckets a change of which failed: when the list does not show
+    /// one, it is looked up by its name, which finds a bucket whose own record
+    /// lacks the name that Garage's alias table has.
+    pub failed_buckets: Vec<usize>,
+}
+
+/// Reads everything the plan needs, from scratch; `leftovers` says where
+/// earlier changes of this run may have left something half done.
 pub async fn observe(
     members: &[Member],
     s3: &Prover,
     desired: &Desired,
-    unanswered_creates: &[usize],
-    listing: KeyListing,
+    leftovers: &Leftovers,
+    reads: Reads,
 ) -> Result<Observed, Failure> {
     let (nodes, coordinator) = match &desired.cluster.nodes {
         NodesWant::Listed(_) => {
@@ -226,13 +255,14 @@ pub async fn observe(
         keys,
         buckets: Vec::new(),
         lifecycles: vec![LifecycleSeen::Unread; desired.buckets.len()],
+        audited: reads == Reads::Audit,
         readiness: Readiness::Unknown,
         at: Instant::now(),
     };
     let known = observed.known_nodes(desired);
     let read_layout = needs_layout(&observed.status, &desired.cluster, &known);
     // A key to import may find its name taken by another key.
-    let list_keys = !fresh && (listing == KeyListing::Always || observed.keys.iter().any(Option::is_none));
+    let list_keys = !fresh && (reads == Reads::Audit || observed.keys.iter().any(Option::is_none));
     let (layout, buckets, listed) = tokio::join!(
         async {
             match read_layout {
@@ -240,7 +270,7 @@ pub async fn observe(
                 false => Ok(None),
             }
         },
-        observe_buckets(member, desired, &observed.keys, fresh, unanswered_creates),
+        observe_buckets(member, desired, &observed.keys, fresh, leftovers, reads),
         async {
             match list_keys {
                 true => client.list_keys().await.map(Some),
@@ -305,44 +335,108 @@ async fn identify(members: &[Member]) -> Result<Vec<NodeSeen>, Failure> {
 }
 
 /// Each wanted bucket by its name, and the owners of wanted aliases it lacks.
+///
+/// The wanted keys' views come first (read already): each names the buckets
+/// its key has permissions on, with their global aliases. The list of every
+/// bucket is read only when those views do not name every wanted bucket
+/// with all its aliases; a bucket's own record only where the views and the
+/// list cannot answer (see [`Reads`]), at most the per-node number at once.
 async fn observe_buckets(
     member: &Member,
     desired: &Desired,
     keys: &[Option<KeyInfo>],
     fresh: bool,
-    unanswered_creates: &[usize],
+    leftovers: &Leftovers,
+    reads: Reads,
 ) -> Result<Vec<BucketSeen>, Failure> {
     if fresh {
         return Ok(vec![BucketSeen::default(); desired.buckets.len()]);
     }
     let client = &member.client;
-    let reads = desired.buckets.iter().map(|want| async move {
-        // A key's view knows the bucket's id, aliases and this key's
-        // permissions: enough unless quotas or other keys' grants matter.
-        let view = keys.iter().flatten().find_map(|k| k.bucket_view(&want.name)).filter(|v| {
-            !desired.exhaustive && want.quotas.is_none() && want.aliases.iter().all(|a| v.global_aliases.contains(a))
-        });
-        let found = match view {
-            Some(v) => Some(v),
-            None => client.bucket_by_alias(&want.name).await?,
-        };
-        let has = |alias: &String| found.as_ref().is_some_and(|b| b.global_aliases.contains(alias));
-        let mut elsewhere = Vec::new();
-        for alias in want.aliases.iter().filter(|a| !has(a)) {
-            if let Some(other) = client.bucket_by_alias(alias).await? {
-                elsewhere.push(AliasElsewhere { alias: alias.clone(), bucket_id: other.id });
-            }
+    let admin = |e| Failure::from_admin(e, member);
+    let views = key_views(keys);
+    let by_alias: HashMap<&str, &BucketInfo> =
+        views.values().flat_map(|b| b.global_aliases.iter().map(move |a| (a.as_str(), b))).collect();
+    let answered = |want: &crate::desired::BucketWant| {
+        by_alias.get(want.name.as_str()).is_some_and(|b| want.aliases.iter().all(|a| b.global_aliases.contains(a)))
+    };
+    let mut listed = match desired.buckets.iter().all(answered) {
+        true => None,
+        false => Some(Listing::new(client.list_buckets().await.map_err(admin)?)),
+    };
+
+    // Found by the views, else by the list; each with the wanted keys' grants.
+    let mut found: Vec<Option<BucketInfo>> = desired
+        .buckets
+        .iter()
+        .map(|want| match by_alias.get(want.name.as_str()) {
+            Some(view) => Some((*view).clone()),
+            None => listed.as_ref().and_then(|l| l.named(&want.name)).map(|b| BucketInfo {
+                id: b.id.clone(),
+                created: b.created.clone(),
+                global_aliases: b.global_aliases.clone(),
+                keys: views.get(&b.id).map(|v| v.keys.clone()).unwrap_or_default(),
+                quotas: None,
+                objects: 0,
+                bytes: 0,
+            }),
+        })
+        .collect();
+
+    // The buckets' own records, where the views and the list cannot answer.
+    let whole: Vec<(usize, Lookup)> = desired
+        .buckets
+        .iter()
+        .enumerate()
+        .filter_map(|(i, want)| match (&found[i], reads) {
+            (Some(b), Reads::Audit) => Some((i, Lookup::Id(b.id.clone()))),
+            (Some(b), Reads::Decide) if want.quotas.is_some() => Some((i, Lookup::Id(b.id.clone()))),
+            (None, Reads::Audit) => Some((i, Lookup::Name)),
+            (None, Reads::Decide) if leftovers.failed_buckets.contains(&i) => Some((i, Lookup::Name)),
+            _ => None,
+        })
+        .collect();
+    let records = join_all(whole.iter().map(|(i, lookup)| async move {
+        match lookup {
+            Lookup::Id(id) => client.bucket_by_id(id).await,
+            Lookup::Name => client.bucket_by_alias(&desired.buckets[*i].name).await,
         }
-        Ok::<_, AdminError>(BucketSeen { found, elsewhere, orphan: None })
-    });
-    let mut seen = join_all(reads)
-        .await
+    }))
+    .await;
+    for ((i, _), record) in whole.iter().zip(records) {
+        found[*i] = record.map_err(admin)?;
+    }
+
+    // Wanted aliases a bucket lacks: free, or another bucket's (a conflict).
+    let lacks = |i: usize, alias: &String| !found[i].as_ref().is_some_and(|b| b.global_aliases.contains(alias));
+    let any_lacking = desired.buckets.iter().enumerate().any(|(i, w)| w.aliases.iter().any(|a| lacks(i, a)));
+    let missing: Vec<usize> =
+        leftovers.unanswered_creates.iter().copied().filter(|&i| found.get(i).is_some_and(Option::is_none)).collect();
+    if listed.is_none() && (any_lacking || !missing.is_empty()) {
+        listed = Some(Listing::new(client.list_buckets().await.map_err(admin)?));
+    }
+    let elsewhere: Vec<Vec<AliasElsewhere>> = desired
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(i, want)| {
+            let lacking = want.aliases.iter().filter(|a| lacks(i, a));
+            lacking
+                .filter_map(|alias| {
+                    let other = listed.as_ref()?.named(alias)?;
+                    Some(AliasElsewhere { alias: alias.clone(), bucket_id: other.id.clone() })
+                })
+                .collect()
+        })
+        .collect();
+    let mut seen: Vec<BucketSeen> = found
         .into_iter()
-        .map(|r| r.map_err(|e| Failure::from_admin(e, member)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let missing: Vec<usize> = unanswered_creates.iter().copied().filter(|&i| seen[i].found.is_none()).collect();
+        .zip(elsewhere)
+        .map(|(found, elsewhere)| BucketSeen { found, elsewhere, orphan: None })
+        .collect();
     if !missing.is_empty() {
-        let mut orphans = orphans(client).await.map_err(|e| Failure::from_admin(e, member))?;
+        let listing = listed.as_ref().expect("listed above");
+        let mut orphans = orphans(client, &listing.all).await.map_err(admin)?;
         for i in missing {
             seen[i].orphan = orphans.pop();
         }
@@ -350,15 +444,57 @@ async fn observe_buckets(
     Ok(seen)
 }
 
+/// How a bucket's own record is looked up.
+enum Lookup {
+    Id(String),
+    /// By its wanted name, through Garage's alias table.
+    Name,
+}
+
+/// What the wanted keys' own views say of the buckets they have permissions
+/// on, by bucket id: its global aliases, and each of those keys' permissions.
+fn key_views(keys: &[Option<KeyInfo>]) -> HashMap<String, BucketInfo> {
+    let mut views: HashMap<String, BucketInfo> = HashMap::new();
+    for key in keys.iter().flatten() {
+        for b in &key.buckets {
+            let view = views.entry(b.id.clone()).or_insert_with(|| BucketInfo {
+                id: b.id.clone(),
+                created: None,
+                global_aliases: b.global_aliases.clone(),
+                keys: Vec::new(),
+                quotas: None,
+                objects: 0,
+                bytes: 0,
+            });
+            view.keys.push(BucketKey { access_key_id: key.access_key_id.clone(), permissions: b.permissions });
+        }
+    }
+    views
+}
+
+/// Every bucket Garage lists, and the index of their global aliases.
+struct Listing {
+    all: Vec<ListedBucket>,
+    by_alias: HashMap<String, usize>,
+}
+
+impl Listing {
+    fn new(all: Vec<ListedBucket>) -> Self {
+        let by_alias =
+            all.iter().enumerate().flat_map(|(i, b)| b.global_aliases.iter().map(move |a| (a.clone(), i))).collect();
+        Self { all, by_alias }
+    }
+
+    fn named(&self, alias: &str) -> Option<&ListedBucket> {
+        self.by_alias.get(alias).map(|&i| &self.all[i])
+    }
+}
+
 /// Empty buckets without any alias and without any key, newest last:
 /// what an interrupted create leaves.
-async fn orphans(client: &AdminClient) -> Result<Vec<String>, AdminError> {
-    let mut nameless: Vec<_> = client
-        .list_buckets()
-        .await?
-        .into_iter()
-        .filter(|b| b.global_aliases.is_empty() && b.local_aliases.is_empty())
-        .collect();
+async fn orphans(client: &AdminClient, listed: &[ListedBucket]) -> Result<Vec<String>, AdminError> {
+    let mut nameless: Vec<_> =
+        listed.iter().filter(|b| b.global_aliases.is_empty() && b.local_aliases.is_empty()).collect();
     nameless.sort_by(|a, b| a.created.cmp(&b.created));
     let mut ids = Vec::new();
     for b in nameless {
@@ -404,4 +540,57 @@ pub async fn readiness(members: &[Member], observed: &Observed) -> Result<Readin
         waiting.extend(answer?);
     }
     Ok(if waiting.is_empty() { Readiness::Ready } else { Readiness::NotReady(waiting) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::types::{KeyBucket, Permissions};
+
+    fn key(id: &str, buckets: &[(&str, &[&str], Permissions)]) -> KeyInfo {
+        KeyInfo {
+            access_key_id: id.into(),
+            name: id.into(),
+            created: None,
+            expired: false,
+            secret_access_key: None,
+            buckets: buckets
+                .iter()
+                .map(|(bucket, aliases, permissions)| KeyBucket {
+                    id: bucket.to_string(),
+                    global_aliases: aliases.iter().map(|a| a.to_string()).collect(),
+                    permissions: *permissions,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn the_keys_views_of_one_bucket_make_one_bucket_with_each_keys_grant() {
+        let read = Permissions { read: true, write: false, owner: false };
+        let keys = [
+            Some(key("GKa", &[("b1", &["cache", "extra"], Permissions::ALL), ("b2", &["logs"], read)])),
+            None,
+            Some(key("GKb", &[("b1", &["cache", "extra"], read)])),
+        ];
+        let views = key_views(&keys);
+        assert_eq!(views.len(), 2);
+        let b1 = &views["b1"];
+        assert_eq!(b1.global_aliases, ["cache", "extra"]);
+        assert_eq!((b1.permissions_of("GKa"), b1.permissions_of("GKb")), (Permissions::ALL, read));
+        assert_eq!(views["b2"].permissions_of("GKb"), Permissions::default());
+    }
+
+    #[test]
+    fn a_listing_finds_a_bucket_by_any_of_its_global_aliases() {
+        let listed = |id: &str, aliases: &[&str]| ListedBucket {
+            id: id.into(),
+            created: None,
+            global_aliases: aliases.iter().map(|a| a.to_string()).collect(),
+            local_aliases: vec![],
+        };
+        let listing = Listing::new(vec![listed("b1", &["cache", "extra"]), listed("b2", &[])]);
+        assert_eq!(listing.named("extra").map(|b| b.id.as_str()), Some("b1"));
+        assert!(listing.named("b2").is_none() && listing.named("logs").is_none());
+    }
 }

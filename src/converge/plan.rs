@@ -406,8 +406,12 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
 
     // ---- buckets
     let mut details = Vec::new();
+    // Quotas the spec leaves alone, and grants of keys it does not declare,
+    // are known only where every bucket was read whole (`plan`); apply reads
+    // a bucket's own record only where an action depends on it.
+    let audit = desired.exhaustive && observed.audited;
     for (i, (want, seen)) in desired.buckets.iter().zip(&observed.buckets).enumerate() {
-        let bp = plan_bucket(seen.found.as_ref(), &seen.elsewhere, want, desired.exhaustive);
+        let bp = plan_bucket(seen.found.as_ref(), &seen.elsewhere, want, audit);
         if bp.create {
             plan.actions.push(match &seen.orphan {
                 Some(id) => Action::AdoptBucket { bucket: i, id: id.clone() },
@@ -435,9 +439,10 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
         }
     }
     if desired.exhaustive {
+        let known = |key: &str| audit || desired.key(key).is_some();
         for (want, seen) in desired.buckets.iter().zip(&observed.buckets) {
             if let Some(found) = &seen.found {
-                plan.drift.extend(undeclared_grants(found, &want.name, &desired.grants));
+                plan.drift.extend(undeclared_grants(found, &want.name, &desired.grants, known));
             }
         }
     }
@@ -583,6 +588,7 @@ mod tests {
             namesakes: vec![vec![]],
             buckets: vec![BucketSeen::default()],
             lifecycles: vec![LifecycleSeen::Unread],
+            audited: false,
             readiness: Readiness::Unknown,
             at: Instant::now(),
         }
@@ -647,6 +653,31 @@ mod tests {
             assert_eq!(words(&plan), expected, "{name}: {plan:?}");
             assert!(plan.conflicts.is_empty() && plan.waiting.is_empty(), "{name}: {plan:?}");
         }
+    }
+
+    #[test]
+    fn unmanaged_quotas_and_undeclared_keys_grants_are_drift_only_when_every_bucket_was_read_whole() {
+        let spec = Desired { exhaustive: true, ..desired() };
+        let mut seen = bucket(Permissions::ALL);
+        let found = seen.found.as_mut().unwrap();
+        found.quotas = Some(Quotas { max_size: None, max_objects: Some(9) });
+        found
+            .keys
+            .push(BucketKey { access_key_id: "GK0000000000000000000000aa".into(), permissions: Permissions::ALL });
+        let read = Observed { buckets: vec![seen], ..converged() };
+        let drift = |audited: bool| {
+            let p = plan(&spec, &Observed { audited, ..read.clone() }, false);
+            assert!(p.actions.is_empty(), "{p:?}");
+            p.drift.into_iter().map(|l| l.detail).collect::<Vec<_>>()
+        };
+        let audited = drift(true);
+        assert_eq!(audited.len(), 2, "{audited:?}");
+        assert!(audited.iter().any(|d| d.contains("max objects 9")), "{audited:?}");
+        assert!(
+            audited.iter().any(|d| d.starts_with("GK0000000000000000000000aa has read, write, owner")),
+            "{audited:?}"
+        );
+        assert!(drift(false).is_empty(), "{:?}", drift(false));
     }
 
     #[test]

@@ -174,7 +174,12 @@ impl CacheInfo {
 pub async fn cache_info(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> CacheInfo {
     let timed_out = |_| "timed out".to_string();
     let lifecycle = async {
-        let s3 = Prover::with_client(http.clone(), &cfg.endpoints.s3.url, &cfg.region);
+        let s3 = Prover::with_client(
+            http.clone(),
+            &cfg.endpoints.s3.url,
+            &cfg.region,
+            crate::validate::DEFAULT_REQUESTS_PER_NODE,
+        );
         let read = tokio::time::timeout(limit, s3.lifecycle(&cfg.bucket, &cfg.key)).await.map_err(timed_out)?;
         read.map_err(|f| f.to_string())
     };
@@ -182,7 +187,8 @@ pub async fn cache_info(http: &reqwest::Client, cfg: &ProbeConfig, limit: Durati
         let Some(token) = &cfg.admin_token else {
             return Err("give the admin token, GARAGE_INIT_ADMIN_TOKEN_FILE, to read it".to_string());
         };
-        let client = AdminClient::new(cfg.admin.url.clone(), token).map_err(|e| e.to_string())?;
+        let client = AdminClient::new(cfg.admin.url.clone(), token, crate::validate::DEFAULT_REQUESTS_PER_NODE)
+            .map_err(|e| e.to_string())?;
         let read = tokio::time::timeout(limit, client.bucket_by_alias(&cfg.bucket)).await.map_err(timed_out)?;
         match read.map_err(|e| e.to_string())? {
             Some(b) => Ok(Usage { objects: b.objects, bytes: b.bytes }),
@@ -198,7 +204,8 @@ pub async fn cache_info(http: &reqwest::Client, cfg: &ProbeConfig, limit: Durati
 pub async fn namesakes(cfg: &ProbeConfig, limit: Duration) -> Option<Result<Vec<String>, String>> {
     let token = cfg.admin_token.as_ref()?;
     let read = async {
-        let client = AdminClient::new(cfg.admin.url.clone(), token).map_err(|e| e.to_string())?;
+        let client = AdminClient::new(cfg.admin.url.clone(), token, crate::validate::DEFAULT_REQUESTS_PER_NODE)
+            .map_err(|e| e.to_string())?;
         let keys = tokio::time::timeout(limit, client.list_keys()).await.map_err(|_| "timed out".to_string())?;
         let keys = keys.map_err(|e| e.to_string())?;
         Ok(keys.into_iter().filter(|k| k.name == cfg.key.name && k.id != cfg.key.id).map(|k| k.id).collect())
@@ -338,7 +345,8 @@ pub async fn run(args: &CheckArgs) -> Result<Code, Error> {
 /// Probes once, or with `wait`, again until everything is ready or the time is up.
 pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Report {
     // Every probe is bounded by its own `limit`; the shared client adds the connect timeout.
-    let http = crate::http::client(reqwest::header::HeaderMap::new()).unwrap_or_default();
+    let http = crate::http::client(reqwest::header::HeaderMap::new(), crate::validate::DEFAULT_REQUESTS_PER_NODE)
+        .unwrap_or_default();
     let deadline = wait.map(|w| Instant::now() + w);
     let mut waiter = Waiter::new("the registry and Garage");
     loop {

@@ -325,7 +325,9 @@ pub async fn stack_status(project: String, probes: &ProbeConfig) -> StackStatus 
     match containers(&host, &project).await {
         Ok(outcome) => {
             // Without Docker, the probes below read the cache themselves.
-            let http = crate::http::client(reqwest::header::HeaderMap::new()).unwrap_or_default();
+            let http =
+                crate::http::client(reqwest::header::HeaderMap::new(), crate::validate::DEFAULT_REQUESTS_PER_NODE)
+                    .unwrap_or_default();
             let cache = cache_info(&http, probes, CACHE_READ_TIME).await;
             StackStatus { project, outcome, cache: Some(cache) }
         }

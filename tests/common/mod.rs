@@ -89,6 +89,8 @@ pub struct Garage {
     pub rpc_port: u16,
     pub token: String,
     pub replication_factor: u32,
+    /// RLIMIT_NOFILE of the process, from its next start on; `None`: inherited.
+    open_file_limit: Option<u64>,
     child: Option<std::process::Child>,
     http: reqwest::Client,
 }
@@ -112,6 +114,7 @@ impl Garage {
             rpc_port: free_port(),
             token: token.to_string(),
             replication_factor,
+            open_file_limit: None,
             child: None,
             http: reqwest::Client::new(),
         };
@@ -183,7 +186,21 @@ admin_token = "{token}"
         assert!(self.child.is_none(), "already running");
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("garage.log")).unwrap();
-        let child = std::process::Command::new(garage_bin())
+        let mut command = std::process::Command::new(garage_bin());
+        if let Some(n) = self.open_file_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit(2), which is async-signal-safe, runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit { rlim_cur: n, rlim_max: n };
+                    match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                        0 => Ok(()),
+                        _ => Err(std::io::Error::last_os_error()),
+                    }
+                });
+            }
+        }
+        let child = command
             .arg("-c")
             .arg(self.config_path())
             .arg("server")
@@ -198,6 +215,40 @@ admin_token = "{token}"
         self.child = Some(child);
     }
 
+    /// Starts the process, from its next start on, with at most `n` open
+    /// files (soft and hard RLIMIT_NOFILE), as `ulimit -n` in its service would.
+    pub fn limit_open_files(&mut self, n: u64) {
+        self.open_file_limit = Some(n);
+    }
+
+    /// The process id while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    /// The sockets the running process holds open right now (listeners
+    /// included), from `/proc/<pid>/fd`.
+    pub fn open_sockets(&self) -> usize {
+        let Some(pid) = self.pid() else { return 0 };
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+        fds.filter_map(Result::ok)
+            .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:")))
+            .count()
+    }
+
+    /// CPU time the running process has used so far (user and system, from `/proc/<pid>/stat`).
+    pub fn cpu_time(&self) -> Duration {
+        let Some(pid) = self.pid() else { return Duration::ZERO };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The fields after the command name, which is in parentheses and may hold spaces.
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        // utime and stime: fields 14 and 15 of stat(5), the 12th and 13th after the name.
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_millis((ticks(11) + ticks(12)) * 1000 / hz)
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -208,11 +259,6 @@ admin_token = "{token}"
 
     pub fn is_running(&self) -> bool {
         self.child.is_some()
-    }
-
-    /// The process id of the running node.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(std::process::Child::id)
     }
 
     /// `metadata_dir`: node key, tables, and the applied layout (`cluster_layout`).
@@ -306,6 +352,12 @@ admin_token = "{token}"
     /// Counts of admin requests by endpoint, from Garage's own Prometheus metrics.
     pub async fn admin_request_counts(&self) -> std::collections::BTreeMap<String, u64> {
         self.request_counts("api_admin_request_counter").await
+    }
+
+    /// Token-checked admin requests so far (every one but `/health` and `/metrics`), from Garage's counters.
+    pub async fn token_checked_requests(&self) -> u64 {
+        let counts = self.admin_request_counts().await;
+        counts.iter().filter(|(e, _)| !e.starts_with("/health") && !e.starts_with("/metrics")).map(|(_, n)| n).sum()
     }
 
     /// Counts of S3 requests by endpoint (`PutBucketLifecycleConfiguration`, ...), from Garage's metrics.
