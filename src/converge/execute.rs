@@ -8,15 +8,18 @@
 use futures_util::future::join_all;
 
 use crate::admin::AdminError;
-use crate::admin::types::{BucketInfo, ClusterLayout, ClusterStatus, KeyInfo, UpdateLayoutRequest};
+use crate::admin::types::{
+    BucketInfo, ClusterLayout, ClusterStatus, KeyInfo, SkipDeadNodesRequest, StagedRoleChange, UpdateLayoutRequest,
+};
 use crate::desired::Desired;
 use crate::report::short_id;
 use crate::s3check::{self, Prover};
 use crate::wait::{Progress, Waiter};
 
+use super::layout::SkipDead;
 use super::lifecycle::Rule;
 use super::observe::{LifecycleSeen, Member, Observed, Readiness};
-use super::plan::{Action, LayoutChange, Peer};
+use super::plan::{Action, Identity, LayoutChange, Peer};
 
 /// Why an action did not complete.
 #[derive(Debug)]
@@ -58,6 +61,8 @@ pub struct Executed {
 enum Effect {
     Status(ClusterStatus),
     Layout(ClusterLayout),
+    /// Garage no longer waits for these nodes.
+    Skipped(Vec<String>),
     Key(usize, KeyInfo),
     Bucket(usize, BucketInfo),
     /// A bucket's lifecycle rules, as written or read.
@@ -74,8 +79,8 @@ pub async fn execute(
     progress: &Progress,
 ) -> Executed {
     let coordinator = &members[observed.coordinator];
-    let results = join_all(actions.iter().map(|a| run(coordinator, s3, desired, a, observed, progress))).await;
     let mut executed = Executed::default();
+    let results = join_all(actions.iter().map(|a| run(members, coordinator, s3, desired, a, observed, progress))).await;
     for (action, result) in actions.into_iter().zip(results) {
         match result {
             Ok(effect) => {
@@ -89,6 +94,7 @@ pub async fn execute(
 }
 
 async fn run(
+    members: &[Member],
     member: &Member,
     s3: &Prover,
     desired: &Desired,
@@ -101,8 +107,9 @@ async fn run(
     let bucket_id =
         |b: usize| observed.buckets[b].found.as_ref().map(|f| f.id.clone()).ok_or_else(|| missing(desired, b));
     Ok(match action {
-        Action::Connect { peers } => Effect::Status(connect(member, peers, progress).await?),
-        Action::Layout(change) => Effect::Layout(apply_layout(member, change, &observed.layout).await?),
+        Action::Connect { peers } => Effect::Status(connect(members, member, peers, progress).await?),
+        Action::Layout(change) => Effect::Layout(apply_layout(members, member, change, &observed.layout).await?),
+        Action::SkipDeadNodes(skip) => Effect::Skipped(skip_dead_nodes(member, skip).await?),
         Action::ImportKey { key } => {
             let k = &desired.keys[*key];
             Effect::Key(*key, client.import_key(&k.id, &k.secret, &k.name).await?)
@@ -148,12 +155,27 @@ fn missing(desired: &Desired, bucket: usize) -> ActionError {
 /// Stages the change (if anything is ours to stage) and applies it as
 /// `change.version`. A layout that moved in between is another writer's:
 /// the next observation decides, and adopts what is left staged.
+///
+/// Before staging, and again before applying, every listed node that gets
+/// a role is asked its id: one that answers with another id (it came back
+/// without its metadata) would get a role it can never take. Nothing is
+/// staged for it; a role staged in between is taken back, nothing is
+/// applied, and the next observation decides. Once
+/// applied, Garage is told to stop waiting for the old ids the change
+/// removed (`change.skip`); if that fails, the next observation finds them
+/// and asks again.
 async fn apply_layout(
+    members: &[Member],
     member: &Member,
     change: &LayoutChange,
     seen: &ClusterLayout,
 ) -> Result<ClusterLayout, ActionError> {
     let client = &member.client;
+    let moved = moved_nodes(members, &change.identities).await;
+    if !moved.is_empty() {
+        let each: Vec<String> = moved.into_iter().map(|(_, why)| why).collect();
+        return Err(ActionError::Ambiguous(format!("layout not staged: {}", each.join("; "))));
+    }
     let staged = if change.stage.is_empty() && change.parameters.is_none() {
         seen.clone()
     } else {
@@ -168,11 +190,77 @@ async fn apply_layout(
             staged.staged_role_changes.len()
         )));
     }
-    Ok(client.apply_layout(change.version).await?)
+    let moved = moved_nodes(members, &change.identities).await;
+    if !moved.is_empty() {
+        // A role staged for an id that holds none now is withdrawn by staging its removal.
+        let withdraw: Vec<StagedRoleChange> = moved
+            .iter()
+            .filter(|(old, _)| staged.role_of(old).is_none())
+            .map(|(old, _)| StagedRoleChange::Remove { id: old.clone(), remove: true })
+            .collect();
+        if !withdraw.is_empty() {
+            client.update_layout(&UpdateLayoutRequest { roles: withdraw, parameters: None }).await?;
+        }
+        let each: Vec<String> = moved.into_iter().map(|(_, why)| why).collect();
+        return Err(ActionError::Ambiguous(format!("layout not applied: {}", each.join("; "))));
+    }
+    let applied = client.apply_layout(change.version).await?;
+    if let Some(skip) = &change.skip
+        && let Err(e) = skip_dead_nodes(member, skip).await
+    {
+        tracing::warn!(
+            version = skip.version,
+            "layout applied, but Garage did not stop waiting for the nodes gone: {e}"
+        );
+    }
+    Ok(applied)
 }
 
-/// Connects the coordinating node to `peers`, then waits until it sees them up.
-async fn connect(member: &Member, peers: &[Peer], progress: &Progress) -> Result<ClusterStatus, ActionError> {
+/// The identified nodes that no longer answer as the id given: (that id,
+/// what they answer now). A node that does not answer at all is taken as
+/// moved: it may be starting again with a new id.
+async fn moved_nodes(members: &[Member], identities: &[Identity]) -> Vec<(String, String)> {
+    let answers = join_all(identities.iter().map(|i| members[i.node].client.own_node_id())).await;
+    identities
+        .iter()
+        .zip(answers)
+        .filter_map(|(i, answer)| {
+            let url = members[i.node].url();
+            match answer {
+                Ok(now) if now == i.id => None,
+                Ok(now) => Some(format!(
+                    "{url} now answers as node {} (it was node {}): it restarted without its metadata",
+                    short_id(&now),
+                    short_id(&i.id)
+                )),
+                Err(e) => Some(format!("{url} (node {}) stopped answering: {e}", short_id(&i.id))),
+            }
+            .map(|why| (i.id.clone(), why))
+        })
+        .collect()
+}
+
+/// Tells Garage to stop waiting for nodes gone for good. Garage refuses once
+/// only one layout version is left active: then it waits for nothing.
+async fn skip_dead_nodes(member: &Member, skip: &SkipDead) -> Result<Vec<String>, ActionError> {
+    let request = SkipDeadNodesRequest { version: skip.version, allow_missing_data: skip.allow_missing_data };
+    match member.client.skip_dead_nodes(&request).await {
+        Ok(_) => Ok(skip.nodes.clone()),
+        Err(e) if e.is_single_layout_version() => Ok(skip.nodes.clone()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Connects the coordinating node to `peers`, then waits until it sees them
+/// up. Each wait asks every peer its id again, through its own admin API: a
+/// peer that came back with another id is not waited for (its old id would
+/// never come up); the next observation connects what answers there now.
+async fn connect(
+    members: &[Member],
+    member: &Member,
+    peers: &[Peer],
+    progress: &Progress,
+) -> Result<ClusterStatus, ActionError> {
     let addresses: Vec<String> = peers.iter().map(|p| format!("{}@{}", p.id, p.rpc_address)).collect();
     let results = member.client.connect_nodes(&addresses).await?;
     let failures: Vec<String> = peers
@@ -189,8 +277,16 @@ async fn connect(member: &Member, peers: &[Peer], progress: &Progress) -> Result
     // A peer that dialled in shows as up once the full mesh dials back: milliseconds.
     let step = format!("cluster membership at {}", member.url());
     let mut waiter = Waiter::new(&step);
+    let identities: Vec<Identity> = peers.iter().map(|p| Identity { node: p.node, id: p.id.clone() }).collect();
     loop {
+        // The ids are asked after the status is read: a node the status shows up is then still the node
+        // that answers at its address (Garage may list an id as up for seconds after it is gone).
         let status = member.client.cluster_status().await?;
+        let moved = moved_nodes(members, &identities).await;
+        if !moved.is_empty() {
+            let each: Vec<String> = moved.into_iter().map(|(_, why)| why).collect();
+            return Err(ActionError::Ambiguous(format!("not connected: {}", each.join("; "))));
+        }
         let down: Vec<&str> = peers
             .iter()
             .filter(|p| !status.nodes.iter().any(|n| n.is_up && n.id == p.id))
@@ -211,11 +307,23 @@ fn fold(observed: &mut Observed, desired: &Desired, action: &Action, effect: Eff
     match effect {
         Effect::Status(status) => observed.status = status,
         Effect::Lifecycle(i, rules) => observed.lifecycles[i] = LifecycleSeen::Read(rules),
+        Effect::Skipped(nodes) => {
+            // Garage drops the older version once the nodes left have synced it.
+            observed.history = None;
+            for node in observed.status.nodes.iter_mut().filter(|n| nodes.contains(&n.id)) {
+                node.draining = false;
+            }
+            observed.readiness = Readiness::Unknown;
+        }
         Effect::Layout(layout) => {
             observed.status.layout_version = layout.version;
             for node in &mut observed.status.nodes {
+                let stored = node.role.as_ref().is_some_and(|r| r.capacity.is_some());
                 node.role = layout.role_of(&node.id).map(|r| r.role.clone());
+                // Its data stays in the older version until the new one is synced.
+                node.draining |= stored && node.role.is_none();
             }
+            observed.history = None;
             observed.layout = layout;
             // The new layout must reach every node before keys and buckets can be written.
             observed.readiness = Readiness::Unknown;

@@ -19,7 +19,7 @@
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
-use crate::admin::types::{BucketInfo, ClusterLayout, ClusterStatus, KeyInfo};
+use crate::admin::types::{BucketInfo, ClusterLayout, ClusterStatus, KeyInfo, LayoutHistory};
 use crate::admin::{AdminClient, AdminError};
 use crate::desired::{Desired, NodeWant, NodesWant};
 use crate::error::{Error, display_url};
@@ -129,6 +129,9 @@ pub struct Observed {
     pub status: ClusterStatus,
     /// Read where a role could be staged; elsewhere as the status shows it.
     pub layout: ClusterLayout,
+    /// Read only where a listed cluster has a node down that holds data only
+    /// in an older layout version (Garage may wait for it forever).
+    pub history: Option<LayoutHistory>,
     /// Per listed node, in spec order (empty without a node list).
     pub nodes: Vec<NodeSeen>,
     /// Per wanted key, in spec order; `None`: Garage has no such key.
@@ -220,6 +223,7 @@ pub async fn observe(
     let mut observed = Observed {
         coordinator,
         layout: layout_from_status(&status),
+        history: None,
         status,
         nodes,
         namesakes: vec![Vec::new(); desired.keys.len()],
@@ -233,10 +237,18 @@ pub async fn observe(
     let read_layout = needs_layout(&observed.status, &desired.cluster, &known);
     // A key to import may find its name taken by another key.
     let list_keys = !fresh && (listing == KeyListing::Always || observed.keys.iter().any(Option::is_none));
-    let (layout, buckets, listed) = tokio::join!(
+    let read_history = matches!(desired.cluster.nodes, NodesWant::Listed(_))
+        && observed.status.nodes.iter().any(|n| n.draining && !n.is_up);
+    let (layout, history, buckets, listed) = tokio::join!(
         async {
             match read_layout {
                 true => client.cluster_layout().await.map(Some),
+                false => Ok(None),
+            }
+        },
+        async {
+            match read_history {
+                true => client.cluster_layout_history().await.map(Some),
                 false => Ok(None),
             }
         },
@@ -257,6 +269,7 @@ pub async fn observe(
     if let Some(layout) = layout.map_err(|e| Failure::from_admin(e, member))? {
         observed.layout = layout;
     }
+    observed.history = history.map_err(|e| Failure::from_admin(e, member))?;
     observed.buckets = buckets?;
     read_lifecycles(s3, desired, &mut observed).await?;
     Ok(observed)

@@ -43,6 +43,8 @@ struct Inner {
     held: usize,
     /// Request lines, in arrival order, for failure messages.
     seen: Vec<String>,
+    /// Each request's path and body, in arrival order.
+    bodies: Vec<(String, String)>,
 }
 
 impl Gate {
@@ -110,6 +112,12 @@ impl Gate {
     pub fn requests(&self) -> Vec<String> {
         self.state.inner.lock().unwrap().seen.clone()
     }
+
+    /// The bodies of the requests to an admin API v2 endpoint seen so far.
+    pub fn bodies(&self, endpoint: &str) -> Vec<String> {
+        let path = format!("/v2/{endpoint}");
+        self.state.inner.lock().unwrap().bodies.iter().filter(|(p, _)| *p == path).map(|(_, b)| b.clone()).collect()
+    }
 }
 
 impl Drop for Gate {
@@ -121,9 +129,11 @@ impl Drop for Gate {
 async fn forward(state: Arc<State>, mut client: TcpStream) {
     let Some((request_line, request)) = read_request(&mut client).await else { return };
     let path = request_line.split(' ').nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
+    let body = request.windows(4).position(|w| w == b"\r\n\r\n").map(|i| &request[i + 4..]).unwrap_or_default();
     let held = {
         let mut inner = state.inner.lock().unwrap();
         inner.seen.push(request_line);
+        inner.bodies.push((path.clone(), String::from_utf8_lossy(body).into_owned()));
         if inner.holding {
             inner.held += 1;
         }
