@@ -397,8 +397,10 @@ async fn token_checked(g: &Garage) -> u64 {
 }
 
 #[tokio::test]
-async fn a_fresh_run_costs_eight_token_checks_and_a_converged_one_two() {
-    // Each token-checked request costs Garage an argon2 hash: tens of milliseconds.
+async fn a_fresh_run_costs_nine_token_checks_and_a_converged_one_two() {
+    // Each token-checked request costs Garage an argon2 hash: tens of milliseconds. A fresh run
+    // lists the buckets before it creates one (a create that gets no answer may leave a nameless
+    // bucket, and only one made after that list may be taken for it).
     let g = Garage::started().await;
     let before = token_checked(&g).await;
     let fresh = garage_init(&g.init_env(), &[]).await;
@@ -408,7 +410,7 @@ async fn a_fresh_run_costs_eight_token_checks_and_a_converged_one_two() {
     assert_eq!(again.code, 0, "{again:?}");
     let after_again = token_checked(&g).await;
     assert!(
-        after_fresh - before <= 8,
+        after_fresh - before <= 9,
         "fresh run: {} token-checked requests; {:?}",
         after_fresh - before,
         g.admin_request_counts().await

@@ -34,6 +34,11 @@ struct SpecFile {
 /// The spec: node A (reached at `a_admin`, which may be a gate in front of
 /// it) in zone dc1, node B in zone dc2, 1 GB each; one bucket, one key.
 fn spec(a: &Garage, a_admin: &str, b: &Garage) -> SpecFile {
+    spec_with(a, a_admin, b, "")
+}
+
+/// [`spec`], with more buckets (`  - name: x` lines).
+fn spec_with(a: &Garage, a_admin: &str, b: &Garage, more_buckets: &str) -> SpecFile {
     let text = format!(
         "cluster:
   nodes:
@@ -48,7 +53,7 @@ fn spec(a: &Garage, a_admin: &str, b: &Garage) -> SpecFile {
       tags: [spare]
 buckets:
   - name: {BUCKET}
-keys:
+{more_buckets}keys:
   - id: {KEY}
     name: builder
     secret: {SECRET}
@@ -234,4 +239,61 @@ async fn a_role_held_by_a_replaced_node_is_named_and_replaced_only_when_allowed(
     assert_eq!(plan.code, 0, "{plan:?}");
     assert_eq!(a.get("GetClusterLayout").await.unwrap()["version"], 2);
     assert_eq!(buckets(&a).await.len(), 1);
+}
+
+#[tokio::test]
+async fn creates_answered_503_for_a_while_leave_one_bucket_per_wanted_bucket() {
+    // A writes with a 1 s RPC timeout. With B frozen (SIGSTOP), A still calls B up for a minute (it
+    // pings every 15 s) and its `/health` says so, but every write that needs B (both copies, with
+    // two nodes and two copies) fails with 503 after that second; Garage has stored the new
+    // bucket on A by then, nameless.
+    let (mut a, mut b) = two_nodes();
+    a.configure("rpc_timeout_msec = 1000");
+    a.start();
+    b.start();
+    a.wait_for_admin().await;
+    b.wait_for_admin().await;
+    let first = garage_init(&env_for(&a, &spec(&a, &a.admin_url(), &b), "30s"), &[]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    // A nameless, empty bucket someone else made before the run: never taken for ours.
+    let foreign = a.post("CreateBucket", json!({})).await.unwrap()["id"].as_str().unwrap().to_string();
+    let counts = a.admin_request_counts().await;
+
+    // Two buckets wanted; the nodes by count, not by their admin APIs (B's answers nothing while frozen).
+    let text = format!(
+        "cluster:\n  expected_nodes: 2\nbuckets:\n  - name: {BUCKET}\n  - name: artifacts\nkeys:\n  - id: {KEY}\n    \
+         name: builder\n    secret: {SECRET}\ngrants:\n  - key: builder\n    bucket: {BUCKET}\n    permissions: [read, \
+         write, owner]\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spec.yaml"), text).unwrap();
+    let two = SpecFile { path: dir.path().join("spec.yaml").display().to_string(), _dir: dir };
+    b.pause();
+    let stuck = garage_init(&env_for(&a, &two, "12s"), &[]).await;
+    let listed = buckets(&a).await;
+    b.resume();
+    assert_eq!(stuck.code, 3, "{stuck:?}");
+    let after = a.admin_request_counts().await;
+    let sent = |e: &str| after.get(e).copied().unwrap_or(0) - counts.get(e).copied().unwrap_or(0);
+    assert!(
+        sent("CreateBucket") + sent("AddBucketAlias") >= 2,
+        "the bucket was not tried again under the 503s: {after:?}\n{stuck:?}"
+    );
+    eprintln!(
+        "under the 503s: {} CreateBucket, {} AddBucketAlias sent; Garage holds {} buckets",
+        sent("CreateBucket"),
+        sent("AddBucketAlias"),
+        listed.len()
+    );
+    let nameless: Vec<&Value> = listed.iter().filter(|b| b["globalAliases"] == json!([])).collect();
+    assert!(nameless.len() <= 2, "the foreign bucket and at most one made by the run: {listed:?}");
+    assert!(nameless.iter().any(|b| b["id"] == foreign.as_str()), "{listed:?}");
+
+    let run = garage_init(&env_for(&a, &two, "60s"), &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let listed = buckets(&a).await;
+    let named: Vec<&Value> = listed.iter().filter(|b| b["globalAliases"] != json!([])).collect();
+    assert_eq!(named.len(), 2, "one bucket per wanted bucket: {listed:?}");
+    assert!(named.iter().all(|b| b["id"] != foreign.as_str()), "the foreign bucket was taken: {listed:?}");
+    assert!(listed.len() <= 3, "{listed:?}");
 }

@@ -23,7 +23,7 @@ pub const MAX_ANSWER_BYTES: usize = 4 << 20;
 /// `/health` answers with one line of text.
 const MAX_HEALTH_BYTES: usize = 64 << 10;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AdminError {
     /// No HTTP answer: refused, reset, timed out, name not resolved.
     #[error("{endpoint} at {at}: no answer: {reason}")]

@@ -5,6 +5,8 @@
 //! said rather than from what was asked. A failed or ambiguous action is
 //! never resumed: it is handed back, and the run observes afresh.
 
+use std::collections::BTreeSet;
+
 use futures_util::future::join_all;
 
 use crate::admin::AdminError;
@@ -31,6 +33,8 @@ pub enum ActionError {
     /// Garage answered, but not with the effect asked for (another writer got
     /// there first, a peer did not connect): the next observation decides.
     Ambiguous(String),
+    /// A read the action needs first failed: nothing was sent that changes Garage.
+    NotSent(AdminError),
 }
 
 impl std::fmt::Display for ActionError {
@@ -39,6 +43,7 @@ impl std::fmt::Display for ActionError {
             Self::Admin(e) => e.fmt(f),
             Self::S3(failure) => failure.fmt(f),
             Self::Ambiguous(why) => f.write_str(why),
+            Self::NotSent(e) => e.fmt(f),
         }
     }
 }
@@ -55,6 +60,9 @@ pub struct Executed {
     /// The actions that took effect, in plan order.
     pub done: Vec<Action>,
     pub failed: Vec<(Action, ActionError)>,
+    /// Every bucket id Garage listed just before the phase's creates were
+    /// sent (none sent: `None`).
+    pub buckets_before: Option<BTreeSet<String>>,
 }
 
 /// Garage's answer to one action: the resource as it is now.
@@ -80,6 +88,22 @@ pub async fn execute(
 ) -> Executed {
     let coordinator = &members[observed.coordinator];
     let mut executed = Executed::default();
+    // A create that gets no answer may still store a bucket, without its
+    // name: the buckets that exist before it are never taken for that one.
+    let mut before_failed = None;
+    if actions.iter().any(|a| matches!(a, Action::CreateBucket { .. })) {
+        match coordinator.client.list_buckets().await {
+            Ok(listed) => executed.buckets_before = Some(listed.into_iter().map(|b| b.id).collect()),
+            Err(e) => before_failed = Some(e),
+        }
+    }
+    let (actions, not_sent): (Vec<Action>, Vec<Action>) =
+        actions.into_iter().partition(|a| before_failed.is_none() || !matches!(a, Action::CreateBucket { .. }));
+    if let Some(e) = before_failed {
+        for action in not_sent {
+            executed.failed.push((action, ActionError::NotSent(e.clone())));
+        }
+    }
     let results = join_all(actions.iter().map(|a| run(members, coordinator, s3, desired, a, observed, progress))).await;
     for (action, result) in actions.into_iter().zip(results) {
         match result {

@@ -25,7 +25,7 @@ pub mod lifecycle;
 pub mod observe;
 pub mod plan;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -39,7 +39,7 @@ use crate::s3check;
 use crate::wait::{Progress, Waiter};
 
 use execute::ActionError;
-use observe::{KeyListing, Member, Observed, Readiness};
+use observe::{KeyListing, Member, Observed, Readiness, UnansweredCreate};
 use plan::{Action, Resource};
 
 /// An observation older than this is read again rather than trusted while
@@ -91,9 +91,14 @@ struct Memory {
     /// listed afterwards, its id was deleted, and can never be imported.
     refused_imports: HashSet<usize>,
     /// Resources whose change failed without a definite refusal: a later
-    /// observation that finds one in place most likely sees that change, and
-    /// a bucket still missing may have been stored without its name.
+    /// observation that finds one in place most likely sees that change.
     unanswered: Vec<Resource>,
+    /// Bucket creates that got no answer (or a 5xx), each with the buckets
+    /// that existed before the first of them: a bucket still missing may have
+    /// been stored without its name, and only a nameless bucket made since is
+    /// taken for it. A create is sent again only once an observation finds
+    /// no such bucket.
+    creates: Vec<UnansweredCreate>,
     /// Per wanted key, other keys seen with its name: listed only before the
     /// import, yet still worth the run's warning after a fresh observation.
     namesakes: HashMap<usize, Vec<String>>,
@@ -114,9 +119,13 @@ impl Memory {
         }
     }
 
-    /// Buckets whose change got no answer and that may be stored nameless.
-    fn unanswered_buckets(&self) -> Vec<usize> {
-        self.unanswered.iter().filter_map(|r| if let Resource::Bucket(i) = r { Some(*i) } else { None }).collect()
+    /// Remembers a create of bucket `bucket` that got no answer, sent when
+    /// Garage held the buckets `before`; the earliest such list is kept.
+    fn create_unanswered(&mut self, bucket: usize, before: Option<&BTreeSet<String>>) {
+        let Some(before) = before else { return };
+        if !self.creates.iter().any(|c| c.bucket == bucket) {
+            self.creates.push(UnansweredCreate { bucket, existed_before: before.clone() });
+        }
     }
 }
 
@@ -146,23 +155,19 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
         loop {
             let mut obs = match observed.take() {
                 Some(obs) => obs,
-                None => {
-                    match observe::observe(&members, &s3, desired, &memory.unanswered_buckets(), KeyListing::OnImport)
-                        .await
-                    {
-                        Ok(mut obs) => {
-                            memory.carry_namesakes(&mut obs);
-                            progress.finished(&observing);
-                            obs
-                        }
-                        Err(failure) => {
-                            let (why, slow) = failure.retry()?;
-                            progress.failed(&observing, &why);
-                            waiter.pause_paced(&why, slow).await;
-                            continue;
-                        }
+                None => match observe::observe(&members, &s3, desired, &memory.creates, KeyListing::OnImport).await {
+                    Ok(mut obs) => {
+                        memory.carry_namesakes(&mut obs);
+                        progress.finished(&observing);
+                        obs
                     }
-                }
+                    Err(failure) => {
+                        let (why, slow) = failure.retry()?;
+                        progress.failed(&observing, &why);
+                        waiter.pause_paced(&why, slow).await;
+                        continue;
+                    }
+                },
             };
             let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
             if let Some(c) = plan.conflicts.first() {
@@ -265,8 +270,10 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 continue;
             }
             let mut reasons = Vec::new();
+            let before = executed.buckets_before.as_ref();
             for (action, error) in executed.failed {
-                let why = judge(&members[obs.coordinator], &cfg.s3_url, desired, &action, error, &mut memory)?;
+                let member = &members[obs.coordinator];
+                let why = judge(member, &cfg.s3_url, desired, &action, error, before, &mut memory)?;
                 progress.failed(&step_name(&action.line(desired, true)), &why);
                 reasons.push(why);
             }
@@ -292,18 +299,22 @@ fn step_name(line: &Line) -> String {
     format!("{} {}", line.resource, line.detail)
 }
 
-/// Decides what a failed action means: a reason to observe again, or the end of the run.
+/// Decides what a failed action means: a reason to observe again, or the end
+/// of the run. `before`: the buckets listed before the phase's creates.
 fn judge(
     member: &Member,
     s3_url: &url::Url,
     desired: &crate::desired::Desired,
     action: &Action,
     error: ActionError,
+    before: Option<&BTreeSet<String>>,
     memory: &mut Memory,
 ) -> Result<String, Error> {
     let e = match error {
         ActionError::Ambiguous(why) => return Ok(why),
         ActionError::S3(failure) => return judge_s3(s3_url, desired, action, failure, memory),
+        ActionError::NotSent(e) if e.is_transient() => return Ok(e.to_string()),
+        ActionError::NotSent(e) => return Err(Error::from_admin(e, member.client.base_url())),
         ActionError::Admin(e) => e,
     };
     let why = e.to_string();
@@ -312,6 +323,9 @@ fn judge(
     }
     if e.is_transient() || matches!(&e, AdminError::Api { status, .. } if *status >= 500) {
         memory.unanswered.push(action.resource());
+        if let Action::CreateBucket { bucket } = action {
+            memory.create_unanswered(*bucket, before);
+        }
     }
     if e.is_transient() || e.is_layout_version_race() {
         return Ok(why);

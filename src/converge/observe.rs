@@ -19,6 +19,8 @@
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
+use std::collections::BTreeSet;
+
 use crate::admin::types::{BucketInfo, ClusterLayout, ClusterStatus, KeyInfo, LayoutHistory};
 use crate::admin::{AdminClient, AdminError};
 use crate::desired::{Desired, NodeWant, NodesWant};
@@ -95,7 +97,8 @@ pub struct BucketSeen {
     pub elsewhere: Vec<AliasElsewhere>,
     /// When the bucket is missing and a create of it got no answer: the
     /// empty bucket without any alias that create left (Garage stores a new
-    /// bucket, then its alias; a crash in between leaves it nameless).
+    /// bucket, then its alias; a crash or a lost quorum in between leaves it
+    /// nameless). Only a bucket that did not exist before that create.
     pub orphan: Option<String>,
 }
 
@@ -172,6 +175,15 @@ pub enum KeyListing {
     Always,
 }
 
+/// A wanted bucket whose create got no answer (or a 5xx) in this run, and
+/// the ids of every bucket Garage listed before that create was sent: a
+/// nameless bucket among them is someone else's, never the create's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnansweredCreate {
+    pub bucket: usize,
+    pub existed_before: BTreeSet<String>,
+}
+
 /// Reads everything the plan needs, from scratch. `unanswered_creates`: the
 /// wanted buckets whose create got no answer in this run (their nameless
 /// leftovers are looked for).
@@ -179,7 +191,7 @@ pub async fn observe(
     members: &[Member],
     s3: &Prover,
     desired: &Desired,
-    unanswered_creates: &[usize],
+    unanswered_creates: &[UnansweredCreate],
     listing: KeyListing,
 ) -> Result<Observed, Failure> {
     let (nodes, coordinator) = match &desired.cluster.nodes {
@@ -323,7 +335,7 @@ async fn observe_buckets(
     desired: &Desired,
     keys: &[Option<KeyInfo>],
     fresh: bool,
-    unanswered_creates: &[usize],
+    unanswered_creates: &[UnansweredCreate],
 ) -> Result<Vec<BucketSeen>, Failure> {
     if fresh {
         return Ok(vec![BucketSeen::default(); desired.buckets.len()]);
@@ -353,11 +365,13 @@ async fn observe_buckets(
         .into_iter()
         .map(|r| r.map_err(|e| Failure::from_admin(e, member)))
         .collect::<Result<Vec<_>, _>>()?;
-    let missing: Vec<usize> = unanswered_creates.iter().copied().filter(|&i| seen[i].found.is_none()).collect();
+    let missing: Vec<&UnansweredCreate> =
+        unanswered_creates.iter().filter(|c| seen[c.bucket].found.is_none()).collect();
     if !missing.is_empty() {
         let mut orphans = orphans(client).await.map_err(|e| Failure::from_admin(e, member))?;
-        for i in missing {
-            seen[i].orphan = orphans.pop();
+        for create in missing {
+            let newest_unknown = orphans.iter().rposition(|id| !create.existed_before.contains(id));
+            seen[create.bucket].orphan = newest_unknown.map(|at| orphans.remove(at));
         }
     }
     Ok(seen)

@@ -5,7 +5,8 @@
 //! while garage-init is known to be between two requests.
 //!
 //! Nothing is scripted here: every request reaches the real Garage, and every
-//! answer comes back, byte for byte. The one change is `Connection: close` on
+//! answer comes back, byte for byte; or, in its other mode, one chosen
+//! request is lost on the way, as a network can lose it. The one change is `Connection: close` on
 //! each forwarded request, so that each request has its own connection and
 //! can be held on its own.
 
@@ -27,6 +28,9 @@ struct State {
     upstream: SocketAddr,
     /// The path (`/v2/ApplyClusterLayout`) after whose call requests are held.
     hold_after: String,
+    /// The path whose first request is lost: read, never sent on, its
+    /// connection closed without an answer.
+    lose_first: Option<String>,
     inner: Mutex<Inner>,
     changed: Notify,
 }
@@ -35,6 +39,8 @@ struct State {
 struct Inner {
     /// The `hold_after` call went by: the gate has closed once, and does not close again.
     closed_once: bool,
+    /// The `lose_first` request was lost.
+    lost: bool,
     /// Requests that arrive now wait.
     holding: bool,
     /// The `hold_after` call has been answered (its answer is on its way to the client).
@@ -53,11 +59,23 @@ impl Gate {
     /// endpoint name) was sent on, until [`Gate::release`]. The gate closes
     /// only once: later calls of `endpoint` pass.
     pub async fn hold_after(upstream_port: u16, endpoint: &str) -> Self {
+        Self::start(upstream_port, Some(endpoint), None).await
+    }
+
+    /// Proxies `127.0.0.1:<port>` to `upstream_port`, and loses the first
+    /// request to `endpoint`: it never reaches Garage, and the client gets
+    /// no answer (as when a network drops a request). Holds nothing.
+    pub async fn lose_first(upstream_port: u16, endpoint: &str) -> Self {
+        Self::start(upstream_port, None, Some(endpoint)).await
+    }
+
+    async fn start(upstream_port: u16, hold_after: Option<&str>, lose_first: Option<&str>) -> Self {
         let listener = TcpListener::bind(("127.0.0.1", super::free_port())).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
-            hold_after: format!("/v2/{endpoint}"),
+            hold_after: hold_after.map(|e| format!("/v2/{e}")).unwrap_or_default(),
+            lose_first: lose_first.map(|e| format!("/v2/{e}")),
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
         });
@@ -149,6 +167,13 @@ async fn forward(state: Arc<State>, mut client: TcpStream) {
             notified.await;
         }
         state.inner.lock().unwrap().held -= 1;
+    }
+    let lose = state.lose_first.as_deref() == Some(path.as_str()) && {
+        let mut inner = state.inner.lock().unwrap();
+        !std::mem::replace(&mut inner.lost, true)
+    };
+    if lose {
+        return;
     }
     let Ok(mut upstream) = TcpStream::connect(state.upstream).await else { return };
     if upstream.write_all(&request).await.is_err() {
