@@ -135,7 +135,10 @@ impl For {
                 (Code::Config, Some("invalid input (flag, variable, file or spec); nothing was sent to Garage")),
                 (Code::Unreachable, None),
                 (Code::Auth, None),
-                (Code::Conflict, Some("conflict: apply would stop on a key or alias it will not overwrite")),
+                (
+                    Code::Conflict,
+                    Some("conflict: apply would stop on a key, alias or layout role it will not overwrite"),
+                ),
                 (Code::PlanChanges, Some("apply would make changes (listed)")),
                 (
                     Code::PlanDrift,

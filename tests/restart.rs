@@ -201,6 +201,33 @@ async fn an_import_refused_before_a_state_loss_is_tried_again_after_it() {
     assert_second_run_changes_nothing(&g).await;
 }
 
+#[tokio::test]
+async fn a_create_lost_on_the_way_never_takes_a_nameless_bucket_made_before_it() {
+    // Someone made a nameless, empty bucket before the run. garage-init's
+    // first CreateBucket is lost before it reaches Garage: no answer, and no
+    // bucket made. The nameless bucket must not be taken for the one the
+    // create could have left: the create is sent again, and the foreign
+    // bucket stays as it was.
+    let g = Garage::started().await;
+    let first = garage_init(&init_env(&g, &g.admin_url()), &[]).await;
+    assert_eq!(first.code, 0, "{first:?}");
+    let ours = g.get(&format!("GetBucketInfo?globalAlias={BUCKET}")).await.unwrap()["id"].as_str().unwrap().to_string();
+    g.post(&format!("DeleteBucket?id={ours}"), serde_json::json!({})).await.unwrap();
+    let foreign = g.post("CreateBucket", serde_json::json!({})).await.unwrap()["id"].as_str().unwrap().to_string();
+
+    let gate = Gate::lose_first(g.admin_port, "CreateBucket").await;
+    let run = garage_init(&init_env(&g, &gate.url()), &[]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let creates = gate.requests().iter().filter(|r| r.contains("/v2/CreateBucket")).count();
+    assert_eq!(creates, 2, "the lost create is sent again: {:?}", gate.requests());
+    let made = g.get(&format!("GetBucketInfo?globalAlias={BUCKET}")).await.unwrap();
+    assert_ne!(made["id"], foreign.as_str(), "the foreign nameless bucket was taken: {made}");
+    let foreign_now = g.get(&format!("GetBucketInfo?id={foreign}")).await.unwrap();
+    assert_eq!(foreign_now["globalAliases"], serde_json::json!([]), "{foreign_now}");
+    let buckets = g.get("ListBuckets").await.unwrap();
+    assert_eq!(buckets.as_array().unwrap().len(), 2, "ours and the foreign one: {buckets}");
+}
+
 /// splitmix64: a tiny seeded generator, so that a soak can be replayed.
 struct SplitMix64(u64);
 

@@ -29,7 +29,7 @@ pub const MAX_LIST_BYTES: usize = 16 << 20;
 /// `/health` answers with one line of text.
 const MAX_HEALTH_BYTES: usize = 64 << 10;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AdminError {
     /// No HTTP answer: refused, reset, timed out, name not resolved.
     #[error("{endpoint} at {at}: no answer: {reason}")]
@@ -95,6 +95,12 @@ impl AdminError {
     /// Garage's answer to applying a version other than current + 1: another run got there first.
     pub fn is_layout_version_race(&self) -> bool {
         matches!(self, Self::Api { status: 500, message, .. } if message.contains("Invalid new layout version"))
+    }
+
+    /// Garage's answer to `ClusterLayoutSkipDeadNodes` once no older layout
+    /// version is active: nothing is waited for any more.
+    pub fn is_single_layout_version(&self) -> bool {
+        matches!(self, Self::Api { status: 400, message, .. } if message.contains("only one live cluster layout version"))
     }
 }
 
@@ -358,6 +364,16 @@ impl AdminClient {
         let response: ApplyLayoutResponse =
             self.post("ApplyClusterLayout", &[], &serde_json::json!({ "version": version })).await?;
         Ok(response.layout)
+    }
+
+    pub async fn cluster_layout_history(&self) -> Result<LayoutHistory, AdminError> {
+        self.get("GetClusterLayoutHistory", &[]).await
+    }
+
+    /// Stops waiting for the nodes that are down to take part in layout
+    /// `version`; with `allow_missing_data`, also for every node to sync it.
+    pub async fn skip_dead_nodes(&self, request: &SkipDeadNodesRequest) -> Result<SkipDeadNodesResponse, AdminError> {
+        self.post("ClusterLayoutSkipDeadNodes", &[], request).await
     }
 
     // ---- keys ----

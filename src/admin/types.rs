@@ -26,6 +26,10 @@ pub struct NodeStatus {
     pub is_up: bool,
     #[serde(default)]
     pub role: Option<Role>,
+    /// No role in the current layout, but storage in an older one that is
+    /// still active: Garage waits for its data to move.
+    #[serde(default)]
+    pub draining: bool,
     #[serde(default)]
     pub data_partition: Option<Partition>,
 }
@@ -86,13 +90,26 @@ impl ClusterLayout {
     pub fn has_staged_changes(&self) -> bool {
         !self.staged_role_changes.is_empty() || self.staged_parameters.is_some()
     }
+
+    /// Copies of each partition: Garage stores each of its 256 partitions on
+    /// this many nodes. `None` when the layout does not say (not applied yet,
+    /// or read from `GetClusterStatus`, which has no partition counts).
+    pub fn replication_factor(&self) -> Option<u64> {
+        let stored: u64 = self.roles.iter().filter_map(|r| r.stored_partitions).sum();
+        (stored >= 256).then_some(stored / 256)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LayoutRole {
     pub id: String,
     #[serde(flatten)]
     pub role: Role,
+    /// Partitions the node stores in this version (every partition is stored
+    /// `replication_factor` times); `None` for a gateway, or not reported.
+    #[serde(default)]
+    pub stored_partitions: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,6 +157,65 @@ pub struct UpdateLayoutRequest {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ApplyLayoutResponse {
     pub layout: ClusterLayout,
+}
+
+/// `GetClusterLayoutHistory`: the layout versions still active, and how far
+/// each node has taken part in them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayoutHistory {
+    pub current_version: u64,
+    pub versions: Vec<LayoutVersionInfo>,
+    /// Per node id; present only while more than one version is active.
+    #[serde(default)]
+    pub update_trackers: Option<std::collections::BTreeMap<String, UpdateTrackers>>,
+}
+
+impl LayoutHistory {
+    /// Nodes (storage and gateway) of the largest older version still active.
+    pub fn draining_nodes(&self) -> Option<u64> {
+        self.versions.iter().filter(|v| v.status == "Draining").map(|v| v.storage_nodes + v.gateway_nodes).max()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LayoutVersionInfo {
+    pub version: u64,
+    /// `Current`, `Draining` (still active) or `Historical`.
+    pub status: String,
+    #[serde(default)]
+    pub storage_nodes: u64,
+    #[serde(default)]
+    pub gateway_nodes: u64,
+}
+
+/// The highest layout version a node has acknowledged, synced, and seen
+/// every node sync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpdateTrackers {
+    pub ack: u64,
+    pub sync: u64,
+    pub sync_ack: u64,
+}
+
+/// `ClusterLayoutSkipDeadNodes`: stop waiting for nodes that are down to
+/// acknowledge (and, with `allow_missing_data`, to sync) layout `version`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkipDeadNodesRequest {
+    pub version: u64,
+    pub allow_missing_data: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SkipDeadNodesResponse {
+    #[serde(default)]
+    pub ack_updated: Vec<String>,
+    #[serde(default)]
+    pub sync_updated: Vec<String>,
 }
 
 // ---- keys ----

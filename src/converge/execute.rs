@@ -7,18 +7,23 @@
 //! said rather than from what was asked. A failed or ambiguous action is
 //! never resumed: it is handed back, and the run observes afresh.
 
+use std::collections::BTreeSet;
+
 use futures_util::future::join_all;
 
 use crate::admin::AdminError;
-use crate::admin::types::{BucketInfo, ClusterLayout, ClusterStatus, KeyInfo, UpdateLayoutRequest};
+use crate::admin::types::{
+    BucketInfo, ClusterLayout, ClusterStatus, KeyInfo, SkipDeadNodesRequest, StagedRoleChange, UpdateLayoutRequest,
+};
 use crate::desired::Desired;
 use crate::report::short_id;
 use crate::s3check::{self, Prover};
 use crate::wait::{Progress, Waiter};
 
+use super::layout::SkipDead;
 use super::lifecycle::Rule;
 use super::observe::{LifecycleSeen, Member, Observed, Readiness};
-use super::plan::{Action, LayoutChange, Peer};
+use super::plan::{Action, Identity, LayoutChange, Peer};
 
 /// Why an action did not complete.
 #[derive(Debug)]
@@ -30,6 +35,8 @@ pub enum ActionError {
     /// Garage answered, but not with the effect asked for (another writer got
     /// there first, a peer did not connect): the next observation decides.
     Ambiguous(String),
+    /// A read the action needs first failed: nothing was sent that changes Garage.
+    NotSent(AdminError),
 }
 
 impl std::fmt::Display for ActionError {
@@ -38,6 +45,7 @@ impl std::fmt::Display for ActionError {
             Self::Admin(e) => e.fmt(f),
             Self::S3(failure) => failure.fmt(f),
             Self::Ambiguous(why) => f.write_str(why),
+            Self::NotSent(e) => e.fmt(f),
         }
     }
 }
@@ -54,12 +62,17 @@ pub struct Executed {
     /// The actions that took effect, in plan order.
     pub done: Vec<Action>,
     pub failed: Vec<(Action, ActionError)>,
+    /// Every bucket id Garage listed just before the phase's creates were
+    /// sent (none sent: `None`).
+    pub buckets_before: Option<BTreeSet<String>>,
 }
 
 /// Garage's answer to one action: the resource as it is now.
 enum Effect {
     Status(ClusterStatus),
     Layout(ClusterLayout),
+    /// Garage no longer waits for these nodes.
+    Skipped(Vec<String>),
     Key(usize, KeyInfo),
     Bucket(usize, BucketInfo),
     /// A bucket's lifecycle rules, as written or read.
@@ -79,8 +92,30 @@ pub async fn execute(
     progress: &Progress,
 ) -> Executed {
     let coordinator = &members[observed.coordinator];
-    let results = join_all(actions.iter().map(|a| run(coordinator, s3, desired, a, observed, progress))).await;
     let mut executed = Executed::default();
+    // A create that gets no answer may still store a bucket, without its
+    // name: the buckets that exist before it are never taken for that one.
+    // The observation that planned the create has listed them (a wanted
+    // bucket was missing), or saw no layout and so no bucket; only where it
+    // did neither are they listed now.
+    let mut before_failed = None;
+    if actions.iter().any(|a| matches!(a, Action::CreateBucket { .. })) {
+        match &observed.bucket_ids {
+            Some(ids) => executed.buckets_before = Some(ids.clone()),
+            None => match coordinator.client.list_buckets().await {
+                Ok(listed) => executed.buckets_before = Some(listed.into_iter().map(|b| b.id).collect()),
+                Err(e) => before_failed = Some(e),
+            },
+        }
+    }
+    let (actions, not_sent): (Vec<Action>, Vec<Action>) =
+        actions.into_iter().partition(|a| before_failed.is_none() || !matches!(a, Action::CreateBucket { .. }));
+    if let Some(e) = before_failed {
+        for action in not_sent {
+            executed.failed.push((action, ActionError::NotSent(e.clone())));
+        }
+    }
+    let results = join_all(actions.iter().map(|a| run(members, coordinator, s3, desired, a, observed, progress))).await;
     for (action, result) in actions.into_iter().zip(results) {
         match result {
             Ok(effect) => {
@@ -94,6 +129,7 @@ pub async fn execute(
 }
 
 async fn run(
+    members: &[Member],
     member: &Member,
     s3: &Prover,
     desired: &Desired,
@@ -106,8 +142,9 @@ async fn run(
     let bucket_id =
         |b: usize| observed.buckets[b].found.as_ref().map(|f| f.id.clone()).ok_or_else(|| missing(desired, b));
     Ok(match action {
-        Action::Connect { peers } => Effect::Status(connect(member, peers, progress).await?),
-        Action::Layout(change) => Effect::Layout(apply_layout(member, change, &observed.layout).await?),
+        Action::Connect { peers } => Effect::Status(connect(members, member, peers, progress).await?),
+        Action::Layout(change) => Effect::Layout(apply_layout(members, member, change, &observed.layout).await?),
+        Action::SkipDeadNodes(skip) => Effect::Skipped(skip_dead_nodes(member, skip).await?),
         Action::ImportKey { key } => {
             let k = &desired.keys[*key];
             Effect::Key(*key, client.import_key(&k.id, &k.secret, &k.name).await?)
@@ -153,12 +190,27 @@ fn missing(desired: &Desired, bucket: usize) -> ActionError {
 /// Stages the change (if anything is ours to stage) and applies it as
 /// `change.version`. A layout that moved in between is another writer's:
 /// the next observation decides, and adopts what is left staged.
+///
+/// Before staging, and again before applying, every listed node that gets
+/// a role is asked its id: one that answers with another id (it came back
+/// without its metadata) would get a role it can never take. Nothing is
+/// staged for it; a role staged in between is taken back, nothing is
+/// applied, and the next observation decides. Once
+/// applied, Garage is told to stop waiting for the old ids the change
+/// removed (`change.skip`); if that fails, the next observation finds them
+/// and asks again.
 async fn apply_layout(
+    members: &[Member],
     member: &Member,
     change: &LayoutChange,
     seen: &ClusterLayout,
 ) -> Result<ClusterLayout, ActionError> {
     let client = &member.client;
+    let moved = moved_nodes(members, &change.identities).await;
+    if !moved.is_empty() {
+        let each: Vec<String> = moved.into_iter().map(|(_, why)| why).collect();
+        return Err(ActionError::Ambiguous(format!("layout not staged: {}", each.join("; "))));
+    }
     let staged = if change.stage.is_empty() && change.parameters.is_none() {
         seen.clone()
     } else {
@@ -173,11 +225,77 @@ async fn apply_layout(
             staged.staged_role_changes.len()
         )));
     }
-    Ok(client.apply_layout(change.version).await?)
+    let moved = moved_nodes(members, &change.identities).await;
+    if !moved.is_empty() {
+        // A role staged for an id that holds none now is withdrawn by staging its removal.
+        let withdraw: Vec<StagedRoleChange> = moved
+            .iter()
+            .filter(|(old, _)| staged.role_of(old).is_none())
+            .map(|(old, _)| StagedRoleChange::Remove { id: old.clone(), remove: true })
+            .collect();
+        if !withdraw.is_empty() {
+            client.update_layout(&UpdateLayoutRequest { roles: withdraw, parameters: None }).await?;
+        }
+        let each: Vec<String> = moved.into_iter().map(|(_, why)| why).collect();
+        return Err(ActionError::Ambiguous(format!("layout not applied: {}", each.join("; "))));
+    }
+    let applied = client.apply_layout(change.version).await?;
+    if let Some(skip) = &change.skip
+        && let Err(e) = skip_dead_nodes(member, skip).await
+    {
+        tracing::warn!(
+            version = skip.version,
+            "layout applied, but Garage did not stop waiting for the nodes gone: {e}"
+        );
+    }
+    Ok(applied)
 }
 
-/// Connects the coordinating node to `peers`, then waits until it sees them up.
-async fn connect(member: &Member, peers: &[Peer], progress: &Progress) -> Result<ClusterStatus, ActionError> {
+/// The identified nodes that no longer answer as the id given: (that id,
+/// what they answer now). A node that does not answer at all is taken as
+/// moved: it may be starting again with a new id.
+async fn moved_nodes(members: &[Member], identities: &[Identity]) -> Vec<(String, String)> {
+    let answers = join_all(identities.iter().map(|i| members[i.node].client.own_node_id())).await;
+    identities
+        .iter()
+        .zip(answers)
+        .filter_map(|(i, answer)| {
+            let url = members[i.node].url();
+            match answer {
+                Ok(now) if now == i.id => None,
+                Ok(now) => Some(format!(
+                    "{url} now answers as node {} (it was node {}): it restarted without its metadata",
+                    short_id(&now),
+                    short_id(&i.id)
+                )),
+                Err(e) => Some(format!("{url} (node {}) stopped answering: {e}", short_id(&i.id))),
+            }
+            .map(|why| (i.id.clone(), why))
+        })
+        .collect()
+}
+
+/// Tells Garage to stop waiting for nodes gone for good. Garage refuses once
+/// only one layout version is left active: then it waits for nothing.
+async fn skip_dead_nodes(member: &Member, skip: &SkipDead) -> Result<Vec<String>, ActionError> {
+    let request = SkipDeadNodesRequest { version: skip.version, allow_missing_data: skip.allow_missing_data };
+    match member.client.skip_dead_nodes(&request).await {
+        Ok(_) => Ok(skip.nodes.clone()),
+        Err(e) if e.is_single_layout_version() => Ok(skip.nodes.clone()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Connects the coordinating node to `peers`, then waits until it sees them
+/// up. Each wait asks every peer its id again, through its own admin API: a
+/// peer that came back with another id is not waited for (its old id would
+/// never come up); the next observation connects what answers there now.
+async fn connect(
+    members: &[Member],
+    member: &Member,
+    peers: &[Peer],
+    progress: &Progress,
+) -> Result<ClusterStatus, ActionError> {
     let addresses: Vec<String> = peers.iter().map(|p| format!("{}@{}", p.id, p.rpc_address)).collect();
     let results = member.client.connect_nodes(&addresses).await?;
     let failures: Vec<String> = peers
@@ -194,8 +312,16 @@ async fn connect(member: &Member, peers: &[Peer], progress: &Progress) -> Result
     // A peer that dialled in shows as up once the full mesh dials back: milliseconds.
     let step = format!("cluster membership at {}", member.url());
     let mut waiter = Waiter::new(&step);
+    let identities: Vec<Identity> = peers.iter().map(|p| Identity { node: p.node, id: p.id.clone() }).collect();
     loop {
+        // The ids are asked after the status is read: a node the status shows up is then still the node
+        // that answers at its address (Garage may list an id as up for seconds after it is gone).
         let status = member.client.cluster_status().await?;
+        let moved = moved_nodes(members, &identities).await;
+        if !moved.is_empty() {
+            let each: Vec<String> = moved.into_iter().map(|(_, why)| why).collect();
+            return Err(ActionError::Ambiguous(format!("not connected: {}", each.join("; "))));
+        }
         let down: Vec<&str> = peers
             .iter()
             .filter(|p| !status.nodes.iter().any(|n| n.is_up && n.id == p.id))
@@ -219,11 +345,23 @@ fn fold(observed: &mut Observed, desired: &Desired, action: &Action, effect: Eff
         // Another writer may have written between our write and the proof:
         // the next plan reads the rules back instead of assuming ours.
         Effect::LifecycleWritten(i) => observed.lifecycles[i] = LifecycleSeen::Unread,
+        Effect::Skipped(nodes) => {
+            // Garage drops the older version once the nodes left have synced it.
+            observed.history = None;
+            for node in observed.status.nodes.iter_mut().filter(|n| nodes.contains(&n.id)) {
+                node.draining = false;
+            }
+            observed.readiness = Readiness::Unknown;
+        }
         Effect::Layout(layout) => {
             observed.status.layout_version = layout.version;
             for node in &mut observed.status.nodes {
+                let stored = node.role.as_ref().is_some_and(|r| r.capacity.is_some());
                 node.role = layout.role_of(&node.id).map(|r| r.role.clone());
+                // Its data stays in the older version until the new one is synced.
+                node.draining |= stored && node.role.is_none();
             }
+            observed.history = None;
             observed.layout = layout;
             // The new layout must reach every node before keys and buckets can be written.
             observed.readiness = Readiness::Unknown;
@@ -235,6 +373,9 @@ fn fold(observed: &mut Observed, desired: &Desired, action: &Action, effect: Eff
             observed.keys[i] = Some(info);
         }
         Effect::Bucket(i, info) => {
+            if let Some(ids) = &mut observed.bucket_ids {
+                ids.insert(info.id.clone());
+            }
             let seen = &mut observed.buckets[i];
             match (action, seen.found.as_mut()) {
                 // Concurrent grants on one bucket each answer with the whole

@@ -25,7 +25,7 @@ pub mod lifecycle;
 pub mod observe;
 pub mod plan;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -39,7 +39,7 @@ use crate::s3check;
 use crate::wait::{InFlight, Progress, Waiter};
 
 use execute::ActionError;
-use observe::{Leftovers, Member, Observed, Readiness, Reads};
+use observe::{Leftovers, Member, Observed, Readiness, Reads, UnansweredCreate};
 use plan::{Action, Resource};
 
 /// An observation older than this is read again rather than trusted while
@@ -108,9 +108,14 @@ struct Memory {
     /// that finds the resource in place forgets them).
     definite: HashMap<Resource, u32>,
     /// Resources whose change failed without a definite refusal: a later
-    /// observation that finds one in place most likely sees that change, and
-    /// a bucket still missing may have been stored without its name.
+    /// observation that finds one in place most likely sees that change.
     unanswered: Vec<Resource>,
+    /// Bucket creates that got no answer (or a 5xx), each with the buckets
+    /// that existed before the first of them: a bucket still missing may have
+    /// been stored without its name, and only a nameless bucket made since is
+    /// taken for it. A create is sent again only once an observation finds
+    /// no such bucket.
+    creates: Vec<UnansweredCreate>,
     /// Per wanted key, other keys seen with its name: listed only before the
     /// import, yet still worth the run's warning after a fresh observation.
     namesakes: HashMap<usize, Vec<String>>,
@@ -200,12 +205,20 @@ impl Memory {
     /// Where this run's failed changes may have left something half done.
     fn leftovers(&self) -> Leftovers {
         let bucket = |r: &Resource| if let Resource::Bucket(i) = r { Some(*i) } else { None };
-        let unanswered_creates: Vec<usize> = self.unanswered.iter().filter_map(bucket).collect();
-        let mut failed_buckets: Vec<usize> =
-            unanswered_creates.iter().copied().chain(self.definite.keys().filter_map(bucket)).collect();
+        let unanswered = self.unanswered.iter().filter_map(bucket);
+        let mut failed_buckets: Vec<usize> = unanswered.chain(self.definite.keys().filter_map(bucket)).collect();
         failed_buckets.sort_unstable();
         failed_buckets.dedup();
-        Leftovers { unanswered_creates, failed_buckets }
+        Leftovers { unanswered_creates: self.creates.clone(), failed_buckets }
+    }
+
+    /// Remembers a create of bucket `bucket` that got no answer, sent when
+    /// Garage held the buckets `before`; the earliest such list is kept.
+    fn create_unanswered(&mut self, bucket: usize, before: Option<&BTreeSet<String>>) {
+        let Some(before) = before else { return };
+        if !self.creates.iter().any(|c| c.bucket == bucket) {
+            self.creates.push(UnansweredCreate { bucket, existed_before: before.clone() });
+        }
     }
 }
 
@@ -361,8 +374,10 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
                 continue;
             }
             let mut reasons = Vec::new();
+            let before = executed.buckets_before.as_ref();
             for (action, error) in executed.failed {
-                let why = judge(&members[obs.coordinator], &cfg.s3_url, desired, &action, error, &mut memory)?;
+                let member = &members[obs.coordinator];
+                let why = judge(member, &cfg.s3_url, desired, &action, error, before, &mut memory)?;
                 progress.failed(&step_name(&action.line(desired, true)), &why);
                 reasons.push(why);
             }
@@ -388,18 +403,22 @@ fn step_name(line: &Line) -> String {
     format!("{} {}", line.resource, line.detail)
 }
 
-/// Decides what a failed action means: a reason to observe again, or the end of the run.
+/// Decides what a failed action means: a reason to observe again, or the end
+/// of the run. `before`: the buckets listed before the phase's creates.
 fn judge(
     member: &Member,
     s3_url: &url::Url,
     desired: &crate::desired::Desired,
     action: &Action,
     error: ActionError,
+    before: Option<&BTreeSet<String>>,
     memory: &mut Memory,
 ) -> Result<String, Error> {
     let e = match error {
         ActionError::Ambiguous(why) => return Ok(why),
         ActionError::S3(failure) => return judge_s3(s3_url, desired, action, failure, memory),
+        ActionError::NotSent(e) if e.is_transient() => return Ok(e.to_string()),
+        ActionError::NotSent(e) => return Err(Error::from_admin(e, member.client.base_url())),
         ActionError::Admin(e) => e,
     };
     let why = e.to_string();
@@ -415,6 +434,9 @@ fn judge(
     }
     if e.is_transient() || matches!(&e, AdminError::Api { status, .. } if *status >= 500) {
         memory.unanswered(action.resource());
+        if let Action::CreateBucket { bucket } = action {
+            memory.create_unanswered(*bucket, before);
+        }
     }
     if e.is_transient() || e.is_layout_version_race() {
         return Ok(why);

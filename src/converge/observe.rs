@@ -26,7 +26,9 @@ use std::collections::HashMap;
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
-use crate::admin::types::{BucketInfo, BucketKey, ClusterLayout, ClusterStatus, KeyInfo, ListedBucket};
+use std::collections::BTreeSet;
+
+use crate::admin::types::{BucketInfo, BucketKey, ClusterLayout, ClusterStatus, KeyInfo, LayoutHistory, ListedBucket};
 use crate::admin::{AdminClient, AdminError};
 use crate::desired::{Desired, NodeWant, NodesWant};
 use crate::error::{Error, display_url};
@@ -102,7 +104,8 @@ pub struct BucketSeen {
     pub elsewhere: Vec<AliasElsewhere>,
     /// When the bucket is missing and a create of it got no answer: the
     /// empty bucket without any alias that create left (Garage stores a new
-    /// bucket, then its alias; a crash in between leaves it nameless).
+    /// bucket, then its alias; a crash or a lost quorum in between leaves it
+    /// nameless). Only a bucket that did not exist before that create.
     pub orphan: Option<String>,
 }
 
@@ -136,6 +139,13 @@ pub struct Observed {
     pub status: ClusterStatus,
     /// Read where a role could be staged; elsewhere as the status shows it.
     pub layout: ClusterLayout,
+    /// Read only where a listed cluster has a node down that holds data only
+    /// in an older layout version (Garage may wait for it forever).
+    pub history: Option<LayoutHistory>,
+    /// The id of every bucket Garage held, where this observation listed
+    /// them (or saw no layout, hence no bucket): what a create that gets no
+    /// answer is told apart from.
+    pub bucket_ids: Option<BTreeSet<String>>,
     /// Per listed node, in spec order (empty without a node list).
     pub nodes: Vec<NodeSeen>,
     /// Per wanted key, in spec order; `None`: Garage has no such key.
@@ -186,13 +196,22 @@ pub enum Reads {
     Audit,
 }
 
+/// A wanted bucket whose create got no answer (or a 5xx) in this run, and
+/// the ids of every bucket Garage held before that create was sent: a
+/// nameless bucket among them is someone else's, never the create's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnansweredCreate {
+    pub bucket: usize,
+    pub existed_before: BTreeSet<String>,
+}
+
 /// What the run remembers of its own failed changes, for the next
 /// observation to look at.
 #[derive(Debug, Clone, Default)]
 pub struct Leftovers {
     /// Wanted buckets whose create got no answer: the nameless bucket such a
-    /// create may have left is looked for.
-    pub unanswered_creates: Vec<usize>,
+    /// create may have left (and only one made since) is looked for.
+    pub unanswered_creates: Vec<UnansweredCreate>,
     /// Wanted buckets a change of which failed: when the list does not show
     /// one, it is looked up by its name, which finds a bucket whose own record
     /// lacks the name that Garage's alias table has.
@@ -249,6 +268,8 @@ pub async fn observe(
     let mut observed = Observed {
         coordinator,
         layout: layout_from_status(&status),
+        history: None,
+        bucket_ids: None,
         status,
         nodes,
         namesakes: vec![Vec::new(); desired.keys.len()],
@@ -263,10 +284,18 @@ pub async fn observe(
     let read_layout = needs_layout(&observed.status, &desired.cluster, &known);
     // A key to import may find its name taken by another key.
     let list_keys = !fresh && (reads == Reads::Audit || observed.keys.iter().any(Option::is_none));
-    let (layout, buckets, listed) = tokio::join!(
+    let read_history = matches!(desired.cluster.nodes, NodesWant::Listed(_))
+        && observed.status.nodes.iter().any(|n| n.draining && !n.is_up);
+    let (layout, history, buckets, listed) = tokio::join!(
         async {
             match read_layout {
                 true => client.cluster_layout().await.map(Some),
+                false => Ok(None),
+            }
+        },
+        async {
+            match read_history {
+                true => client.cluster_layout_history().await.map(Some),
                 false => Ok(None),
             }
         },
@@ -287,7 +316,8 @@ pub async fn observe(
     if let Some(layout) = layout.map_err(|e| Failure::from_admin(e, member))? {
         observed.layout = layout;
     }
-    observed.buckets = buckets?;
+    observed.history = history.map_err(|e| Failure::from_admin(e, member))?;
+    (observed.buckets, observed.bucket_ids) = buckets?;
     read_lifecycles(s3, desired, &mut observed).await?;
     Ok(observed)
 }
@@ -348,9 +378,10 @@ async fn observe_buckets(
     fresh: bool,
     leftovers: &Leftovers,
     reads: Reads,
-) -> Result<Vec<BucketSeen>, Failure> {
+) -> Result<(Vec<BucketSeen>, Option<BTreeSet<String>>), Failure> {
     if fresh {
-        return Ok(vec![BucketSeen::default(); desired.buckets.len()]);
+        // Without a layout Garage holds no bucket at all.
+        return Ok((vec![BucketSeen::default(); desired.buckets.len()], Some(BTreeSet::new())));
     }
     let client = &member.client;
     let admin = |e| Failure::from_admin(e, member);
@@ -410,8 +441,8 @@ async fn observe_buckets(
     // Wanted aliases a bucket lacks: free, or another bucket's (a conflict).
     let lacks = |i: usize, alias: &String| !found[i].as_ref().is_some_and(|b| b.global_aliases.contains(alias));
     let any_lacking = desired.buckets.iter().enumerate().any(|(i, w)| w.aliases.iter().any(|a| lacks(i, a)));
-    let missing: Vec<usize> =
-        leftovers.unanswered_creates.iter().copied().filter(|&i| found.get(i).is_some_and(Option::is_none)).collect();
+    let missing: Vec<&UnansweredCreate> =
+        leftovers.unanswered_creates.iter().filter(|c| found.get(c.bucket).is_some_and(Option::is_none)).collect();
     if listed.is_none() && (any_lacking || !missing.is_empty()) {
         listed = Some(Listing::new(client.list_buckets().await.map_err(admin)?));
     }
@@ -437,11 +468,13 @@ async fn observe_buckets(
     if !missing.is_empty() {
         let listing = listed.as_ref().expect("listed above");
         let mut orphans = orphans(client, &listing.all).await.map_err(admin)?;
-        for i in missing {
-            seen[i].orphan = orphans.pop();
+        for create in missing {
+            let newest_unknown = orphans.iter().rposition(|id| !create.existed_before.contains(id));
+            seen[create.bucket].orphan = newest_unknown.map(|at| orphans.remove(at));
         }
     }
-    Ok(seen)
+    let ids = listed.map(|l| l.all.iter().map(|b| b.id.clone()).collect());
+    Ok((seen, ids))
 }
 
 /// How a bucket's own record is looked up.

@@ -11,7 +11,10 @@ use crate::report::{Line, Outcome, short_id};
 
 use super::bucket::{describe_quotas, extra_grant_drift, plan_bucket, plan_grant, undeclared_grants};
 use super::key::{KeyPlan, plan_key};
-use super::layout::{KnownNode, describe_change, describe_redundancy, plan_layout, role_matches};
+use super::layout::{
+    KnownNode, SkipDead, describe_change, describe_redundancy, find_replaced, plan_layout, replaced_conflict,
+    role_matches, skip_after_change, skip_command, skip_draining,
+};
 use super::lifecycle::{Rule, describe_kept, others, plan_lifecycle};
 use super::observe::{LifecycleSeen, Observed};
 
@@ -29,6 +32,14 @@ impl From<Conflict> for Error {
     }
 }
 
+/// A listed node as an observation identified it: its position in the spec
+/// (and among the run's admin APIs), and the id its own admin API answered with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub node: usize,
+    pub id: String,
+}
+
 /// A node another node must dial: `id@rpc_address`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
@@ -36,6 +47,8 @@ pub struct Peer {
     pub rpc_address: String,
     /// Its admin URL, for messages.
     pub admin_url: String,
+    /// Its position in the spec: its own admin API tells whether it still answers as `id`.
+    pub node: usize,
 }
 
 /// One layout change: roles to stage (with the parameters), then apply as `version`.
@@ -48,6 +61,13 @@ pub struct LayoutChange {
     pub adopted_parameters: Option<crate::admin::types::LayoutParameters>,
     /// The version the apply creates: the current one plus one.
     pub version: u64,
+    /// The listed nodes that get a role, as identified: each must still
+    /// answer with that id when the change is applied.
+    pub identities: Vec<Identity>,
+    /// Old ids whose role goes to the new id of the same node: (old, new).
+    pub replaces: Vec<(String, String)>,
+    /// Once applied, what Garage must stop waiting for (the old ids).
+    pub skip: Option<SkipDead>,
 }
 
 /// One change to Garage: one line in `plan`, one line in `apply`'s report.
@@ -57,6 +77,9 @@ pub enum Action {
         peers: Vec<Peer>,
     },
     Layout(LayoutChange),
+    /// Garage stops waiting for nodes gone for good that hold data only in
+    /// an older layout version.
+    SkipDeadNodes(SkipDead),
     ImportKey {
         key: usize,
     },
@@ -142,7 +165,7 @@ impl Action {
     pub fn phase(&self) -> Phase {
         match self {
             Self::Connect { .. } => Phase::Membership,
-            Self::Layout(_) => Phase::Layout,
+            Self::Layout(_) | Self::SkipDeadNodes(_) => Phase::Layout,
             Self::ImportKey { .. } | Self::RenameKey { .. } | Self::CreateBucket { .. } | Self::AdoptBucket { .. } => {
                 Phase::Tables
             }
@@ -154,7 +177,7 @@ impl Action {
     pub fn resource(&self) -> Resource {
         match self {
             Self::Connect { .. } => Resource::Cluster,
-            Self::Layout(_) => Resource::Layout,
+            Self::Layout(_) | Self::SkipDeadNodes(_) => Resource::Layout,
             Self::ImportKey { key } | Self::RenameKey { key, .. } => Resource::Key(*key),
             Self::CreateBucket { bucket }
             | Self::AdoptBucket { bucket, .. }
@@ -168,7 +191,11 @@ impl Action {
     /// Whether the action makes something new (rather than changing what exists).
     fn creates(&self) -> bool {
         match self {
-            Self::Connect { .. } | Self::RenameKey { .. } | Self::AddAlias { .. } | Self::SetQuotas { .. } => false,
+            Self::Connect { .. }
+            | Self::SkipDeadNodes(_)
+            | Self::RenameKey { .. }
+            | Self::AddAlias { .. }
+            | Self::SetQuotas { .. } => false,
             Self::Layout(change) => change.version == 1,
             Self::ImportKey { .. } | Self::CreateBucket { .. } | Self::AdoptBucket { .. } => true,
             Self::Grant { had, .. } => had.is_empty(),
@@ -195,6 +222,7 @@ impl Action {
                 ("cluster", format!("connect {}", each.join("; ")))
             }
             Self::Layout(change) => ("layout", describe_layout_change(change)),
+            Self::SkipDeadNodes(skip) => ("layout", describe_skip(skip)),
             Self::ImportKey { key } => {
                 let k = &desired.keys[*key];
                 ("key", format!("{} ({})", k.id, k.name))
@@ -253,7 +281,15 @@ impl Action {
 /// "version 2: node 0a1b…: zone dc1, capacity 1.0 GB; zone redundancy at least 2 (1 change left staged by an
 /// earlier run, adopted)"
 fn describe_layout_change(change: &LayoutChange) -> String {
-    let mut parts: Vec<String> = change.adopted.iter().chain(&change.stage).map(describe_change).collect();
+    let mut parts: Vec<String> = change
+        .adopted
+        .iter()
+        .chain(&change.stage)
+        .map(|c| match change.replaces.iter().find(|(old, _)| old == c.id()) {
+            Some((_, new)) => format!("{} (gone: replaced by node {})", describe_change(c), short_id(new)),
+            None => describe_change(c),
+        })
+        .collect();
     if let Some(p) = change.parameters.or(change.adopted_parameters) {
         parts.push(format!("zone redundancy {}", describe_redundancy(p)));
     }
@@ -263,7 +299,25 @@ fn describe_layout_change(change: &LayoutChange) -> String {
         let s = if adopted == 1 { "" } else { "s" };
         detail.push_str(&format!(" ({adopted} change{s} left staged by an earlier run, adopted)"));
     }
+    if let Some(skip) = &change.skip {
+        detail.push_str(&format!("; then {}", describe_skip(skip)));
+    }
     detail
+}
+
+/// "stop waiting for node 0a1b… (gone): `garage layout skip-dead-nodes --version 2`"
+fn describe_skip(skip: &SkipDead) -> String {
+    let nodes: Vec<&str> = skip.nodes.iter().map(|id| short_id(id)).collect();
+    let missing = if skip.allow_missing_data {
+        ", and for the data only they could sync (the nodes left hold no write quorum of it)"
+    } else {
+        ""
+    };
+    format!(
+        "stop waiting for node {} (gone, holding data of an older version){missing}: `{}`",
+        nodes.join(", "),
+        skip_command(skip)
+    )
 }
 
 /// The actions of one phase, run together.
@@ -355,10 +409,13 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
             let peers: Vec<Peer> = known
                 .iter()
                 .filter(|k| Some(k.id.as_str()) != coordinator && !up(&k.id))
-                .map(|k| Peer {
-                    id: k.id.clone(),
-                    rpc_address: k.want.rpc_address.clone(),
-                    admin_url: k.want.admin_url.as_str().trim_end_matches('/').to_string(),
+                .filter_map(|k| {
+                    Some(Peer {
+                        id: k.id.clone(),
+                        rpc_address: k.want.rpc_address.clone(),
+                        admin_url: k.want.admin_url.as_str().trim_end_matches('/').to_string(),
+                        node: listed_position(observed, &k.id)?,
+                    })
                 })
                 .collect();
             if !peers.is_empty() {
@@ -369,16 +426,84 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
 
     // ---- layout
     let layout = &observed.layout;
-    let lp = plan_layout(&observed.status, layout, &desired.cluster, &in_layout, allow_layout_changes);
+    let claimed: Vec<&str> = in_layout.iter().map(|k| k.id.as_str()).collect();
+    let (replaced, draining) = match &desired.cluster.nodes {
+        NodesWant::Listed(_) => {
+            let found = find_replaced(&observed.status, layout, &known, &claimed);
+            if !found.waiting.is_empty() {
+                plan.actions.clear();
+                plan.waiting = found.waiting;
+                return plan;
+            }
+            let draining = skip_draining(&observed.status, layout, observed.history.as_ref(), &claimed);
+            (found.replaced, draining)
+        }
+        _ => (Vec::new(), None),
+    };
+    if !replaced.is_empty() && !allow_layout_changes {
+        plan.conflicts.push(replaced_conflict(&replaced, &observed.status, layout));
+    }
+    let lp = plan_layout(&observed.status, layout, &desired.cluster, &in_layout, &replaced, allow_layout_changes);
     plan.drift.extend(lp.drift.iter().map(|d| Line::new("layout", Outcome::Drift, d.clone())));
     if lp.stages_something() || layout.has_staged_changes() {
+        let ours: Vec<&str> = lp.stage.iter().map(StagedRoleChange::id).collect();
+        // A staged change ours replaces (the role staged for an old id) is not adopted.
+        let adopted: Vec<StagedRoleChange> =
+            layout.staged_role_changes.iter().filter(|c| !ours.contains(&c.id())).cloned().collect();
+        let identities = lp
+            .stage
+            .iter()
+            .chain(&adopted)
+            .filter(|c| matches!(c, StagedRoleChange::Assign { .. }))
+            .filter_map(|c| Some(Identity { node: listed_position(observed, c.id())?, id: c.id().to_string() }))
+            .collect();
+        let version = layout.version + 1;
+        let gone: Vec<String> = replaced
+            .iter()
+            .filter(|r| allow_layout_changes && matches!(r.held, super::layout::Held::Role(_)))
+            .map(|r| r.old.clone())
+            .collect();
         plan.actions.push(Action::Layout(LayoutChange {
             stage: lp.stage,
             parameters: lp.parameters,
-            adopted: layout.staged_role_changes.clone(),
+            adopted,
             adopted_parameters: layout.staged_parameters,
-            version: layout.version + 1,
+            version,
+            identities,
+            replaces: replaced.iter().map(|r| (r.old.clone(), r.node.id.clone())).collect(),
+            skip: skip_after_change(layout, &gone, version),
         }));
+    } else if let Some(skip) = draining {
+        // Nodes gone for good that Garage still waits for, in an older version.
+        let nodes: Vec<&str> = skip.nodes.iter().map(|id| short_id(id)).collect();
+        let what = format!(
+            "node {} is down and holds data only in layout version {} or older, which Garage keeps active until \
+             it syncs",
+            nodes.join(", "),
+            skip.version - 1
+        );
+        if allow_layout_changes {
+            plan.actions.push(Action::SkipDeadNodes(skip));
+        } else if skip.allow_missing_data {
+            // The nodes left cannot sync it: Garage waits forever, and refuses writes meanwhile.
+            plan.conflicts.push(Conflict {
+                message: format!("layout: {what}; the nodes left hold no write quorum of its data"),
+                hint: format!(
+                    "If the node is gone for good, tell Garage to stop waiting for it: `{}`; or let garage-init do it: \
+                     `garage-init apply --allow-layout-changes`. Otherwise start it again.",
+                    skip_command(&skip)
+                ),
+            });
+        } else {
+            plan.drift.push(Line::new(
+                "layout",
+                Outcome::Drift,
+                format!(
+                    "{what}; if it is gone for good, `{}` ends the wait; apply with --allow-layout-changes to do it",
+                    skip_command(&skip)
+                ),
+            ));
+        }
     }
 
     // ---- keys
@@ -466,6 +591,11 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
     plan
 }
 
+/// The position in the spec of the listed node that answered as `id`.
+fn listed_position(observed: &Observed, id: &str) -> Option<usize> {
+    observed.nodes.iter().position(|n| n.id.as_deref() == Some(id))
+}
+
 /// The report lines of resources that no action touched: `unchanged`, with
 /// what Garage holds. A resource whose change failed without an answer, and
 /// that a later observation found in place, was most likely changed by that
@@ -521,6 +651,7 @@ mod tests {
         BucketInfo, BucketKey, ClusterLayout, ClusterStatus, KeyInfo, LayoutParameters, LayoutRole, NodeStatus, Role,
         ZoneRedundancy,
     };
+    use crate::converge::layout::SkipDead;
     use crate::converge::observe::{BucketSeen, NodeSeen, Readiness};
     use crate::desired::{ClusterWant, KeyWant, NodeWant, RoleTemplate};
     use crate::secret::Secret;
@@ -539,13 +670,16 @@ mod tests {
     }
 
     fn node(id: &str, up: bool, role: Option<Role>) -> NodeStatus {
-        NodeStatus { id: id.into(), hostname: None, addr: None, is_up: up, role, data_partition: None }
+        NodeStatus { id: id.into(), hostname: None, addr: None, is_up: up, role, draining: false, data_partition: None }
     }
 
     fn layout(version: u64, roles: &[(&str, Role)], staged: Vec<StagedRoleChange>) -> ClusterLayout {
         ClusterLayout {
             version,
-            roles: roles.iter().map(|(id, r)| LayoutRole { id: id.to_string(), role: r.clone() }).collect(),
+            roles: roles
+                .iter()
+                .map(|(id, r)| LayoutRole { id: id.to_string(), role: r.clone(), stored_partitions: None })
+                .collect(),
             staged_role_changes: staged,
             staged_parameters: None,
             parameters: LayoutParameters { zone_redundancy: ZoneRedundancy::Maximum },
@@ -583,6 +717,8 @@ mod tests {
             coordinator: 0,
             status: ClusterStatus { layout_version: 0, nodes: vec![node(NODE, true, None)] },
             layout: layout(0, &[], vec![]),
+            history: None,
+            bucket_ids: Some(Default::default()),
             nodes: vec![],
             keys: vec![None],
             namesakes: vec![vec![]],
@@ -788,6 +924,167 @@ mod tests {
         let waited = plan_for(&d, &other_role);
         assert!(waited.actions.is_empty(), "{waited:?}");
         assert_eq!(waited.waiting, vec!["nodes not answering: http://garage-1:3903 (Connection refused)"]);
+    }
+
+    /// Two listed nodes; node 1 answers as "new" and is up; "old" held node 1's role and is down.
+    fn replaced_peer() -> Observed {
+        Observed {
+            status: ClusterStatus {
+                layout_version: 1,
+                nodes: vec![
+                    node("n0", true, Some(zone(0))),
+                    node("new", true, None),
+                    node("old", false, Some(zone(1))),
+                ],
+            },
+            layout: layout(1, &[("n0", zone(0)), ("old", zone(1))], vec![]),
+            nodes: vec![
+                NodeSeen { id: Some("n0".into()), silent: None },
+                NodeSeen { id: Some("new".into()), silent: None },
+            ],
+            ..converged()
+        }
+    }
+
+    #[test]
+    fn a_table_of_peers_back_with_a_new_id_plans_a_wait_a_conflict_or_one_replacement() {
+        let d = listed(2);
+        let mut stale = replaced_peer();
+        stale.status.nodes[2] = NodeStatus { addr: Some("garage-1:3901".into()), ..node("old", true, Some(zone(1))) };
+        let mut fresh_cluster = replaced_peer();
+        fresh_cluster.status = ClusterStatus {
+            layout_version: 0,
+            nodes: vec![node("n0", true, None), node("new", true, None), node("old", true, None)],
+        };
+        fresh_cluster.layout = layout(0, &[], vec![]);
+        // (case, observed, allow, waiting, conflict, layout stage)
+        type Case = (&'static str, Observed, bool, bool, bool, Vec<StagedRoleChange>);
+        let cases: Vec<Case> = vec![
+            ("old id still shown up at the node's address", stale, true, true, false, vec![]),
+            ("replaced, changes not allowed", replaced_peer(), false, false, true, vec![]),
+            (
+                "replaced, changes allowed",
+                replaced_peer(),
+                true,
+                false,
+                false,
+                vec![
+                    StagedRoleChange::Assign { id: "new".into(), role: zone(1) },
+                    StagedRoleChange::Remove { id: "old".into(), remove: true },
+                ],
+            ),
+            // The old id has no role: it is only a stale entry, and nothing of it is staged.
+            (
+                "no layout yet, old id without a role",
+                fresh_cluster,
+                false,
+                false,
+                false,
+                vec![
+                    StagedRoleChange::Assign { id: "n0".into(), role: zone(0) },
+                    StagedRoleChange::Assign { id: "new".into(), role: zone(1) },
+                ],
+            ),
+        ];
+        for (case, observed, allow, waits, conflict, stage) in cases {
+            let plan = plan(&d, &observed, allow);
+            assert_eq!(!plan.waiting.is_empty(), waits, "{case}: {plan:?}");
+            assert_eq!(!plan.conflicts.is_empty(), conflict, "{case}: {plan:?}");
+            if waits {
+                assert!(plan.actions.is_empty(), "{case}: {plan:?}");
+            }
+            let staged: Vec<StagedRoleChange> = plan
+                .actions
+                .iter()
+                .filter_map(|a| if let Action::Layout(c) = a { Some(c.stage.clone()) } else { None })
+                .flatten()
+                .collect();
+            assert_eq!(staged, stage, "{case}: {plan:?}");
+            for action in &plan.actions {
+                if let Action::Layout(c) = action {
+                    assert!(!c.identities.iter().any(|i| i.id == "old"), "{case}: {c:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_replacement_is_one_layout_version_that_then_stops_waiting_for_the_old_id() {
+        let mut observed = replaced_peer();
+        for r in &mut observed.layout.roles {
+            r.stored_partitions = Some(256);
+        }
+        let plan = plan(&listed(2), &observed, true);
+        let changes: Vec<&LayoutChange> =
+            plan.actions.iter().filter_map(|a| if let Action::Layout(c) = a { Some(c) } else { None }).collect();
+        assert_eq!(changes.len(), 1, "{plan:?}");
+        let change = changes[0];
+        assert_eq!(change.version, 2);
+        assert_eq!(change.identities, vec![Identity { node: 1, id: "new".into() }]);
+        assert_eq!(change.skip, Some(SkipDead { version: 2, nodes: vec!["old".into()], allow_missing_data: true }));
+        let line = plan.actions.iter().find(|a| matches!(a, Action::Layout(_))).unwrap().line(&listed(2), true);
+        assert!(line.detail.starts_with("version 2: node new: zone dc1"), "{line:?}");
+        assert!(line.detail.contains("node old: removed (gone: replaced by node new)"), "{line:?}");
+        assert!(line.detail.contains("skip-dead-nodes --version 2 --allow-missing-data"), "{line:?}");
+        let conflict = super::plan(&listed(2), &observed, false).conflicts.remove(0);
+        assert!(conflict.hint.contains("--replace old"), "{conflict:?}");
+    }
+
+    #[test]
+    fn a_dead_node_left_draining_is_skipped_with_permission_and_named_without() {
+        use crate::admin::types::{LayoutHistory, LayoutVersionInfo, UpdateTrackers};
+        let version = |v: u64, status: &str| LayoutVersionInfo {
+            version: v,
+            status: status.into(),
+            storage_nodes: 2,
+            gateway_nodes: 0,
+        };
+        let tracker = |ack: u64, sync: u64| UpdateTrackers { ack, sync, sync_ack: sync };
+        let mut observed = Observed {
+            status: ClusterStatus {
+                layout_version: 2,
+                nodes: vec![
+                    node("n0", true, Some(zone(0))),
+                    node("new", true, Some(zone(1))),
+                    NodeStatus { draining: true, ..node("old", false, None) },
+                ],
+            },
+            layout: layout(2, &[("n0", zone(0)), ("new", zone(1))], vec![]),
+            history: Some(LayoutHistory {
+                current_version: 2,
+                versions: vec![version(2, "Current"), version(1, "Draining")],
+                update_trackers: Some(
+                    [("n0", tracker(2, 1)), ("new", tracker(2, 1)), ("old", tracker(1, 1))]
+                        .into_iter()
+                        .map(|(id, t)| (id.to_string(), t))
+                        .collect(),
+                ),
+            }),
+            ..replaced_peer()
+        };
+        for r in &mut observed.layout.roles {
+            r.stored_partitions = Some(256);
+        }
+        let allowed = plan(&listed(2), &observed, true);
+        assert_eq!(
+            allowed.actions,
+            vec![Action::SkipDeadNodes(SkipDead { version: 2, nodes: vec!["old".into()], allow_missing_data: true })]
+        );
+        assert!(allowed.actions[0].line(&listed(2), true).detail.contains("stop waiting for node old"));
+        // Without permission: the one node left cannot sync alone, so the run stops and says how to go on.
+        let refused = plan(&listed(2), &observed, false);
+        assert!(refused.actions.is_empty(), "{refused:?}");
+        assert!(refused.conflicts[0].hint.contains("skip-dead-nodes --version 2 --allow-missing-data"), "{refused:?}");
+        // Three copies: the nodes left sync by themselves once the acknowledgement is skipped; drift meanwhile.
+        for r in &mut observed.layout.roles {
+            r.stored_partitions = Some(384);
+        }
+        if let Some(h) = observed.history.as_mut() {
+            h.versions[1].storage_nodes = 3;
+        }
+        let drift = plan(&listed(2), &observed, false);
+        assert!(drift.conflicts.is_empty() && drift.actions.is_empty(), "{drift:?}");
+        assert!(drift.drift[0].detail.contains("`garage layout skip-dead-nodes --version 2`"), "{drift:?}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! while garage-init is known to be between two requests.
 //!
 //! Nothing is scripted here: every request reaches the real Garage, and every
-//! answer comes back, byte for byte. The one change is `Connection: close` on
+//! answer comes back, byte for byte; or, in its other mode, one chosen
+//! request is lost on the way, as a network can lose it. The one change is `Connection: close` on
 //! each forwarded request, so that each request has its own connection and
 //! can be held on its own.
 
@@ -23,12 +24,17 @@ pub struct Gate {
     accept: tokio::task::JoinHandle<()>,
 }
 
+type Matcher = Box<dyn Fn(&str) -> bool + Send + Sync>;
+
 struct State {
     upstream: SocketAddr,
     /// The request after whose answer requests are held, as messages name it.
     hold_after: String,
     /// Whether a request line (`POST /v2/ApplyClusterLayout HTTP/1.1`) is that request.
-    matches: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    matches: Matcher,
+    /// The path whose first request is lost: read, never sent on, its
+    /// connection closed without an answer.
+    lose_first: Option<String>,
     inner: Mutex<Inner>,
     changed: Notify,
 }
@@ -37,6 +43,8 @@ struct State {
 struct Inner {
     /// The `hold_after` call went by: the gate has closed once, and does not close again.
     closed_once: bool,
+    /// The `lose_first` request was lost.
+    lost: bool,
     /// Requests that arrive now wait.
     holding: bool,
     /// The `hold_after` call has been answered (its answer is on its way to the client).
@@ -45,6 +53,8 @@ struct Inner {
     held: usize,
     /// Request lines, in arrival order, for failure messages.
     seen: Vec<String>,
+    /// Each request's path and body, in arrival order.
+    bodies: Vec<(String, String)>,
 }
 
 impl Gate {
@@ -54,8 +64,9 @@ impl Gate {
     /// only once: later calls of `endpoint` pass.
     pub async fn hold_after(upstream_port: u16, endpoint: &str) -> Self {
         let path = format!("/v2/{endpoint}");
+        let what = path.clone();
         let matches = move |line: &str| line.split(' ').nth(1).unwrap_or("").split('?').next() == Some(path.as_str());
-        Self::hold_after_matching(upstream_port, format!("/v2/{endpoint}"), Box::new(matches)).await
+        Self::start(upstream_port, Some((what, Box::new(matches))), None).await
     }
 
     /// Like [`Gate::hold_after`], for an S3 request: the first `method` whose
@@ -71,20 +82,25 @@ impl Gate {
                     .and_then(|t| t.split_once('?'))
                     .is_some_and(|(_, q)| q.split('&').any(|p| p == query || p.starts_with(&format!("{query}="))))
         };
-        Self::hold_after_matching(upstream_port, what, Box::new(matches)).await
+        Self::start(upstream_port, Some((what, Box::new(matches))), None).await
     }
 
-    async fn hold_after_matching(
-        upstream_port: u16,
-        hold_after: String,
-        matches: Box<dyn Fn(&str) -> bool + Send + Sync>,
-    ) -> Self {
+    /// Proxies `127.0.0.1:<port>` to `upstream_port`, and loses the first
+    /// request to `endpoint`: it never reaches Garage, and the client gets
+    /// no answer (as when a network drops a request). Holds nothing.
+    pub async fn lose_first(upstream_port: u16, endpoint: &str) -> Self {
+        Self::start(upstream_port, None, Some(endpoint)).await
+    }
+
+    async fn start(upstream_port: u16, hold_after: Option<(String, Matcher)>, lose_first: Option<&str>) -> Self {
+        let (hold_after, matches) = hold_after.unwrap_or_else(|| (String::new(), Box::new(|_: &str| false)));
         let listener = TcpListener::bind(("127.0.0.1", super::free_port())).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(State {
             upstream: SocketAddr::from(([127, 0, 0, 1], upstream_port)),
             hold_after,
             matches,
+            lose_first: lose_first.map(|e| format!("/v2/{e}")),
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
         });
@@ -139,6 +155,12 @@ impl Gate {
     pub fn requests(&self) -> Vec<String> {
         self.state.inner.lock().unwrap().seen.clone()
     }
+
+    /// The bodies of the requests to an admin API v2 endpoint seen so far.
+    pub fn bodies(&self, endpoint: &str) -> Vec<String> {
+        let path = format!("/v2/{endpoint}");
+        self.state.inner.lock().unwrap().bodies.iter().filter(|(p, _)| *p == path).map(|(_, b)| b.clone()).collect()
+    }
 }
 
 impl Drop for Gate {
@@ -149,10 +171,13 @@ impl Drop for Gate {
 
 async fn forward(state: Arc<State>, mut client: TcpStream) {
     let Some((request_line, request)) = read_request(&mut client).await else { return };
+    let path = request_line.split(' ').nth(1).unwrap_or("").split('?').next().unwrap_or("").to_string();
     let is_hold_after = (state.matches)(&request_line);
+    let body = request.windows(4).position(|w| w == b"\r\n\r\n").map(|i| &request[i + 4..]).unwrap_or_default();
     let held = {
         let mut inner = state.inner.lock().unwrap();
         inner.seen.push(request_line);
+        inner.bodies.push((path.clone(), String::from_utf8_lossy(body).into_owned()));
         if inner.holding {
             inner.held += 1;
         }
@@ -168,6 +193,13 @@ async fn forward(state: Arc<State>, mut client: TcpStream) {
             notified.await;
         }
         state.inner.lock().unwrap().held -= 1;
+    }
+    let lose = state.lose_first.as_deref() == Some(path.as_str()) && {
+        let mut inner = state.inner.lock().unwrap();
+        !std::mem::replace(&mut inner.lost, true)
+    };
+    if lose {
+        return;
     }
     let Ok(mut upstream) = TcpStream::connect(state.upstream).await else { return };
     if upstream.write_all(&request).await.is_err() {

@@ -91,6 +91,8 @@ pub struct Garage {
     pub replication_factor: u32,
     /// RLIMIT_NOFILE of the process, from its next start on; `None`: inherited.
     open_file_limit: Option<u64>,
+    /// Extra top-level lines of `garage.toml` (see [`Garage::configure`]).
+    extra_config: String,
     child: Option<std::process::Child>,
     http: reqwest::Client,
 }
@@ -115,6 +117,7 @@ impl Garage {
             token: token.to_string(),
             replication_factor,
             open_file_limit: None,
+            extra_config: String::new(),
             child: None,
             http: reqwest::Client::new(),
         };
@@ -132,7 +135,7 @@ replication_factor = {rf}
 rpc_bind_addr = "127.0.0.1:{rpc}"
 rpc_public_addr = "127.0.0.1:{rpc}"
 rpc_secret = "{RPC_SECRET}"
-
+{extra}
 [s3_api]
 api_bind_addr = "127.0.0.1:{s3}"
 s3_region = "{REGION}"
@@ -146,8 +149,16 @@ admin_token = "{token}"
             s3 = self.s3_port,
             admin = self.admin_port,
             token = self.token,
+            extra = self.extra_config,
         );
         std::fs::write(self.config_path(), config).unwrap();
+    }
+
+    /// Adds top-level lines to `garage.toml` (`rpc_timeout_msec = 1000`), for the next start.
+    pub fn configure(&mut self, lines: &str) {
+        self.extra_config.push_str(lines);
+        self.extra_config.push('\n');
+        self.write_config();
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -255,6 +266,23 @@ admin_token = "{token}"
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// Freezes the process (SIGSTOP): its connections stay open and its
+    /// peers keep calling it up for a while, but it answers nothing.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws a paused process (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("the node is running");
+        // SAFETY: kill(2) on the id of a child this harness started and has not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
     }
 
     pub fn is_running(&self) -> bool {
