@@ -200,8 +200,9 @@ pub struct ResourceArgs {
     #[arg(long, env = "GARAGE_INIT_SECRET_ACCESS_KEY_FILE", value_name = "PATH", hide_env_values = true)]
     pub secret_access_key_file: Option<PathBuf>,
 
-    /// Lifecycle rule: delete objects this many days after their last write (0 or off: no such
-    /// rule). With neither lifecycle setting, the bucket's rules are left as they are.
+    /// Lifecycle rules of BuildKit's cache: delete blobs this many days after their last write, and
+    /// manifests 2 days sooner, so that no manifest outlives a blob it lists (at least 3; 0 or off:
+    /// no such rules). With neither lifecycle setting, the bucket's rules are left as they are.
     #[arg(long, env = "GARAGE_INIT_EXPIRE_AFTER_DAYS", value_name = "DAYS", value_parser = parse_days, hide_env_values = true)]
     pub expire_after_days: Option<Days>,
 
@@ -219,6 +220,46 @@ pub struct ResourceArgs {
         hide_env_values = true
     )]
     pub s3_region: String,
+
+    #[command(flatten)]
+    pub cache_layout: CacheLayoutArgs,
+}
+
+/// Where BuildKit's S3 cache keeps its objects in the bucket: BuildKit's
+/// options of the same names, which `env --format buildkit` prints and the
+/// lifecycle rules and `cache` use.
+#[derive(Debug, Clone, Args)]
+pub struct CacheLayoutArgs {
+    /// BuildKit's `prefix`: put before every key of the cache [default: none]
+    #[arg(long, env = "GARAGE_INIT_CACHE_PREFIX", value_name = "PREFIX", hide_env_values = true)]
+    pub cache_prefix: Option<String>,
+
+    /// BuildKit's `manifests_prefix`: where the cache manifests are, after the prefix.
+    #[arg(
+        long,
+        env = "GARAGE_INIT_CACHE_MANIFESTS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "manifests/",
+        hide_env_values = true
+    )]
+    pub cache_manifests_prefix: String,
+
+    /// BuildKit's `blobs_prefix`: where the layer blobs are, after the prefix.
+    #[arg(
+        long,
+        env = "GARAGE_INIT_CACHE_BLOBS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "blobs/",
+        hide_env_values = true
+    )]
+    pub cache_blobs_prefix: String,
+}
+
+/// BuildKit's defaults, as the flags give them.
+impl Default for CacheLayoutArgs {
+    fn default() -> Self {
+        Self { cache_prefix: None, cache_manifests_prefix: "manifests/".into(), cache_blobs_prefix: "blobs/".into() }
+    }
 }
 
 /// The role given to nodes that have none.
