@@ -299,7 +299,7 @@ impl Probe<'_> {
 }
 
 /// Sends one S3 request; its answer's body (read up to `limit`), or the S3 error it carries.
-async fn send(op: &'static str, request: reqwest::RequestBuilder, limit: usize) -> Result<Vec<u8>, Failure> {
+pub(crate) async fn send(op: &'static str, request: reqwest::RequestBuilder, limit: usize) -> Result<Vec<u8>, Failure> {
     let response = request.send().await.map_err(|e| Failure::Transport(NoAnswer::from_reqwest(&e).reason))?;
     let status = response.status();
     let bytes = read_capped(response, limit).await.map_err(|e| match e {
