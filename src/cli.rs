@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::validate::{
-    DEFAULT_REQUESTS_PER_NODE, Days, parse_days, parse_duration, parse_requests_per_node, parse_size,
+    DEFAULT_REQUESTS_PER_NODE, Days, parse_age, parse_days, parse_duration, parse_requests_per_node, parse_size,
 };
 
 use crate::exit::{For, help};
@@ -86,6 +86,18 @@ pub enum Command {
         after_long_help = help(For::Status)
     )]
     Status(StatusArgs),
+
+    /// From the host: inspect BuildKit's S3 cache in the bucket, verify that every manifest is whole,
+    /// remove broken manifests, delete blobs no manifest lists.
+    #[command(
+        long_about = "From the host: inspect BuildKit's S3 cache in the bucket, with the access key. A manifest \
+            (`manifests/<name>`) lists the blobs (`blobs/<digest>`) an import fetches; one blob missing fails \
+            the whole build that imports it. `stats` counts, `verify` finds such manifests, `repair` removes \
+            them (the next import is a cache miss, and the build exports again), `gc` deletes blobs no manifest \
+            lists. Only objects under BuildKit's prefixes are read or deleted, and only with --yes.",
+        after_long_help = help(For::Cache)
+    )]
+    Cache(CacheArgs),
 
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
@@ -210,8 +222,9 @@ pub struct ResourceArgs {
     #[arg(long, env = "GARAGE_INIT_SECRET_ACCESS_KEY_FILE", value_name = "PATH", hide_env_values = true)]
     pub secret_access_key_file: Option<PathBuf>,
 
-    /// Lifecycle rule: delete objects this many days after their last write (0 or off: no such
-    /// rule). With neither lifecycle setting, the bucket's rules are left as they are.
+    /// Lifecycle rules of BuildKit's cache: delete blobs this many days after their last write, and
+    /// manifests 2 days sooner, so that no manifest outlives a blob it lists (at least 3; 0 or off:
+    /// no such rules). With neither lifecycle setting, the bucket's rules are left as they are.
     #[arg(long, env = "GARAGE_INIT_EXPIRE_AFTER_DAYS", value_name = "DAYS", value_parser = parse_days, hide_env_values = true)]
     pub expire_after_days: Option<Days>,
 
@@ -229,6 +242,46 @@ pub struct ResourceArgs {
         hide_env_values = true
     )]
     pub s3_region: String,
+
+    #[command(flatten)]
+    pub cache_layout: CacheLayoutArgs,
+}
+
+/// Where BuildKit's S3 cache keeps its objects in the bucket: BuildKit's
+/// options of the same names, which `env --format buildkit` prints and the
+/// lifecycle rules and `cache` use.
+#[derive(Debug, Clone, Args)]
+pub struct CacheLayoutArgs {
+    /// BuildKit's `prefix`: put before every key of the cache [default: none]
+    #[arg(long, env = "GARAGE_INIT_CACHE_PREFIX", value_name = "PREFIX", hide_env_values = true)]
+    pub cache_prefix: Option<String>,
+
+    /// BuildKit's `manifests_prefix`: where the cache manifests are, after the prefix.
+    #[arg(
+        long,
+        env = "GARAGE_INIT_CACHE_MANIFESTS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "manifests/",
+        hide_env_values = true
+    )]
+    pub cache_manifests_prefix: String,
+
+    /// BuildKit's `blobs_prefix`: where the layer blobs are, after the prefix.
+    #[arg(
+        long,
+        env = "GARAGE_INIT_CACHE_BLOBS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "blobs/",
+        hide_env_values = true
+    )]
+    pub cache_blobs_prefix: String,
+}
+
+/// BuildKit's defaults, as the flags give them.
+impl Default for CacheLayoutArgs {
+    fn default() -> Self {
+        Self { cache_prefix: None, cache_manifests_prefix: "manifests/".into(), cache_blobs_prefix: "blobs/".into() }
+    }
 }
 
 /// The role given to nodes that have none.
@@ -353,6 +406,84 @@ pub struct StatusArgs {
 
     /// `text`: a table for people; `json`: one object on stdout.
     #[arg(long, env = "GARAGE_INIT_STATUS_FORMAT", value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text, hide_env_values = true)]
+    pub format: OutputFormat,
+}
+
+/// `garage-init cache`.
+#[derive(Debug, Clone, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum CacheCommand {
+    /// Objects and bytes under BuildKit's prefixes, each manifest, shared blobs, blobs no manifest lists.
+    #[command(after_long_help = help(For::Cache))]
+    Stats(CacheSettings),
+
+    /// List every manifest that lists a blob the bucket lacks, and which blobs (exit 12 if any).
+    #[command(after_long_help = help(For::Cache))]
+    Verify(CacheSettings),
+
+    /// Remove the manifests that list a missing blob (a dry run without --yes).
+    #[command(
+        long_about = "Remove the manifests that list a blob the bucket lacks (or that BuildKit cannot read), so \
+            that the next import is a cache miss and the build exports again, instead of failing. Blobs are \
+            never removed here. Without --yes, prints what would go and changes nothing.",
+        after_long_help = help(For::Cache)
+    )]
+    Repair {
+        #[command(flatten)]
+        settings: CacheSettings,
+
+        /// Delete what the dry run lists.
+        #[arg(long)]
+        yes: bool,
+    },
+
+    /// Delete blobs no manifest lists that are older than the grace period (a dry run without --yes).
+    #[command(
+        long_about = "Delete blobs that no manifest lists and that were last written longer ago than \
+            --older-than. An export uploads its blobs before its manifest, and re-uses blobs younger than \
+            touch_refresh (24h) without touching them: the grace period keeps the blobs of an export in \
+            progress. Manifests written while gc runs are read before each batch, and each batch is listed \
+            again just before it is deleted, so a blob touched meanwhile is kept. Without --yes, prints what \
+            would go and changes nothing.",
+        after_long_help = help(For::Cache)
+    )]
+    Gc {
+        #[command(flatten)]
+        settings: CacheSettings,
+
+        /// Only blobs last written longer ago than this (e.g. 48h, 7d, 90m; 0s: every unlisted blob).
+        #[arg(long, env = "GARAGE_INIT_GC_OLDER_THAN", value_name = "DURATION", default_value = "48h", value_parser = parse_age, hide_env_values = true)]
+        older_than: Duration,
+
+        /// Delete what the dry run lists.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Settings of every `cache` subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct CacheSettings {
+    /// Garage's S3 endpoint as seen from the host.
+    #[arg(
+        long,
+        env = "GARAGE_INIT_S3_ENDPOINT",
+        value_name = "URL",
+        default_value = "http://localhost:3900",
+        hide_env_values = true
+    )]
+    pub s3_endpoint: String,
+
+    #[command(flatten)]
+    pub resources: ResourceArgs,
+
+    /// `text` for people; `json`: one object on stdout (`gc`: one object per line).
+    #[arg(long, env = "GARAGE_INIT_CACHE_FORMAT", value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text, hide_env_values = true)]
     pub format: OutputFormat,
 }
 

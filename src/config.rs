@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::cli::{AdminTokenArgs, ApplyArgs, LayoutArgs, ResourceArgs};
-use crate::desired::{Desired, KeyWant, LifecycleWant, RoleTemplate};
+use crate::cli::{AdminTokenArgs, ApplyArgs, CacheLayoutArgs, LayoutArgs, ResourceArgs};
+use crate::desired::{CacheLayout, Desired, KeyWant, LifecycleWant, RoleTemplate, check_expire_after_days};
 use crate::secret::Secret;
 use crate::validate::{
     ConfigError, parse_http_url, read_secret_file, validate_access_key_id, validate_admin_token, validate_bucket_name,
@@ -46,9 +46,9 @@ impl ApplyConfig {
         let admin_url = parse_http_url(&args.admin_url, &setting("admin-url", "GARAGE_INIT_ADMIN_URL"))?;
         let s3_url = parse_http_url(&args.s3_url, &setting("s3-url", "GARAGE_INIT_S3_URL"))?;
         let admin_token = admin_token(&args.token)?;
-        let Resources { bucket, key, region, lifecycle } = resources(&args.resources)?;
+        let Resources { bucket, key, region, lifecycle, cache_layout } = resources(&args.resources)?;
         let role = role_template(&args.layout)?;
-        let desired = match &args.spec {
+        let mut desired = match &args.spec {
             // A spec that declares only the cluster keeps the flags' bucket and key.
             Some(path) => match crate::spec::load(path, &role)? {
                 d if d.buckets.is_empty() && d.keys.is_empty() && d.grants.is_empty() => {
@@ -58,6 +58,7 @@ impl ApplyConfig {
             },
             None => Desired::single(role, bucket, key, lifecycle),
         };
+        desired.set_cache_layout(&cache_layout);
         Ok(Self {
             admin_url,
             s3_url,
@@ -79,6 +80,8 @@ pub struct Resources {
     pub region: String,
     /// The bucket's lifecycle rules; `None` when neither lifecycle setting is given.
     pub lifecycle: Option<LifecycleWant>,
+    /// Where BuildKit's cache keeps its objects in the bucket.
+    pub cache_layout: CacheLayout,
 }
 
 /// Validates the bucket, key and region settings.
@@ -110,14 +113,55 @@ pub fn resources(args: &ResourceArgs) -> Result<Resources, ConfigError> {
             "must be a non-empty word without spaces or slashes, as s3_region in garage.toml",
         ));
     }
+    let cache_layout = cache_layout(&args.cache_layout)?;
+    let expire_after_days = args.expire_after_days.and_then(|d| d.0);
+    check_expire_after_days(expire_after_days)
+        .map_err(|p| ConfigError::new(setting("expire-after-days", "GARAGE_INIT_EXPIRE_AFTER_DAYS"), p))?;
     let lifecycle = match (args.expire_after_days, args.abort_incomplete_uploads_after_days) {
         (None, None) => None,
-        (expire, abort) => Some(LifecycleWant {
-            expire_after_days: expire.and_then(|d| d.0),
+        (_, abort) => Some(LifecycleWant {
+            expire_after_days,
             abort_incomplete_uploads_after_days: abort.and_then(|d| d.0),
+            layout: cache_layout.clone(),
         }),
     };
-    Ok(Resources { bucket: args.bucket.clone(), key: KeyWant { id, secret: secret.value, name }, region, lifecycle })
+    let key = KeyWant { id, secret: secret.value, name };
+    Ok(Resources { bucket: args.bucket.clone(), key, region, lifecycle, cache_layout })
+}
+
+/// Validates BuildKit's three prefixes. The manifests' and the blobs' must
+/// not overlap: a lifecycle rule for one would also expire the other, and
+/// `cache gc` would take manifests for blobs.
+pub fn cache_layout(args: &CacheLayoutArgs) -> Result<CacheLayout, ConfigError> {
+    let check = |value: &str, flag: &str, var: &str, may_be_empty: bool| -> Result<String, ConfigError> {
+        let problem = if value.is_empty() && !may_be_empty {
+            Some("must not be empty: BuildKit's manifests and blobs need prefixes of their own".to_string())
+        } else if value.len() > 256 {
+            Some("may have at most 256 characters".to_string())
+        } else if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            Some(format!("`{value}` has a space or a control character, which an S3 key prefix here may not"))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(ConfigError::new(setting(flag, var), p)),
+            None => Ok(value.to_string()),
+        }
+    };
+    let prefix = check(args.cache_prefix.as_deref().unwrap_or(""), "cache-prefix", "GARAGE_INIT_CACHE_PREFIX", true)?;
+    let manifests_setting = ("cache-manifests-prefix", "GARAGE_INIT_CACHE_MANIFESTS_PREFIX");
+    let manifests_prefix = check(&args.cache_manifests_prefix, manifests_setting.0, manifests_setting.1, false)?;
+    let blobs_prefix = check(&args.cache_blobs_prefix, "cache-blobs-prefix", "GARAGE_INIT_CACHE_BLOBS_PREFIX", false)?;
+    if manifests_prefix.starts_with(&blobs_prefix) || blobs_prefix.starts_with(&manifests_prefix) {
+        return Err(ConfigError::new(
+            setting(manifests_setting.0, manifests_setting.1),
+            format!(
+                "`{manifests_prefix}` and the blobs' `{blobs_prefix}` overlap: each must not start with the other, \
+                 or rules and `cache` commands meant for one would act on the other"
+            ),
+        ));
+    }
+    Ok(CacheLayout { prefix, manifests_prefix, blobs_prefix })
 }
 
 /// Reads the admin token from its flag, variable or file.
@@ -181,5 +225,23 @@ mod tests {
         let none = AdminTokenArgs { admin_token: None, admin_token_file: None };
         let missing = admin_token(&none).unwrap_err();
         assert!(missing.missing && missing.to_string().starts_with("missing --admin-token"), "{missing}");
+    }
+
+    #[test]
+    fn cache_prefixes_must_not_overlap_or_be_empty() {
+        let layout = |prefix: Option<&str>, manifests: &str, blobs: &str| {
+            cache_layout(&CacheLayoutArgs {
+                cache_prefix: prefix.map(Into::into),
+                cache_manifests_prefix: manifests.into(),
+                cache_blobs_prefix: blobs.into(),
+            })
+        };
+        let ok = layout(Some("ci/"), "manifests/", "blobs/").unwrap();
+        assert_eq!((ok.manifests(), ok.blobs()), ("ci/manifests/".to_string(), "ci/blobs/".to_string()));
+        let err = layout(None, "cache/", "cache/blobs/").unwrap_err().to_string();
+        assert!(err.contains("--cache-manifests-prefix") && err.contains("overlap"), "{err}");
+        assert!(layout(None, "", "blobs/").unwrap_err().to_string().contains("must not be empty"));
+        assert!(layout(None, "manifests/", "b lobs/").unwrap_err().to_string().contains("--cache-blobs-prefix"));
+        assert!(layout(Some(""), "manifests/", "blobs/").is_ok());
     }
 }

@@ -34,13 +34,15 @@ pub enum Code {
     PlanChanges = 10,
     /// `plan`: nothing for apply to do, but Garage differs from the spec where apply leaves it alone.
     PlanDrift = 11,
+    /// `cache`: a manifest lists a blob the bucket lacks (or cannot be read): a build importing it fails.
+    CacheBroken = 12,
     /// Interrupted by SIGINT or SIGTERM.
     Interrupted = 130,
 }
 
 impl Code {
     /// Every code, in table order.
-    pub const ALL: [Code; 13] = [
+    pub const ALL: [Code; 14] = [
         Code::Ok,
         Code::Failure,
         Code::Config,
@@ -53,6 +55,7 @@ impl Code {
         Code::DockerUnreachable,
         Code::PlanChanges,
         Code::PlanDrift,
+        Code::CacheBroken,
         Code::Interrupted,
     ];
 
@@ -80,7 +83,7 @@ impl From<Code> for ExitCode {
 /// The one table of exit codes: `--help` renders it (whole for `apply`, a
 /// subset for each other command), the README lists it (a test compares
 /// them), and `status` explains a garage-init container's exit code with it.
-pub const TABLE: [(Code, &str); 13] = [
+pub const TABLE: [(Code, &str); 14] = [
     (Code::Ok, "converged: the layout, key, bucket and grant are in place and the key can write"),
     (
         Code::Failure,
@@ -106,6 +109,10 @@ pub const TABLE: [(Code, &str); 13] = [
     (Code::DockerUnreachable, "status: Docker did not answer; the network probes of `check` were reported instead"),
     (Code::PlanChanges, "plan: apply would make changes"),
     (Code::PlanDrift, "plan: nothing for apply to do, but Garage differs from the spec where apply leaves it (drift)"),
+    (
+        Code::CacheBroken,
+        "cache: a manifest lists a blob the bucket lacks, or cannot be read: a build importing it fails",
+    ),
     (Code::Interrupted, "interrupted (SIGINT or SIGTERM)"),
 ];
 
@@ -121,10 +128,11 @@ pub enum For {
     Check,
     Env,
     Status,
+    Cache,
 }
 
 impl For {
-    pub const ALL: [For; 5] = [For::Apply, For::Plan, For::Check, For::Env, For::Status];
+    pub const ALL: [For; 6] = [For::Apply, For::Plan, For::Check, For::Env, For::Status, For::Cache];
 
     fn codes(self) -> CommandCodes {
         match self {
@@ -177,6 +185,27 @@ impl For {
                 (
                     Code::DockerUnreachable,
                     Some("Docker did not answer; the network probes of `check` were reported instead"),
+                ),
+            ],
+            For::Cache => &[
+                (
+                    Code::Ok,
+                    Some("done: every manifest is whole (verify, repair), or the stats or gc's list were printed"),
+                ),
+                (
+                    Code::Failure,
+                    Some("other failure: an unexpected answer from Garage's S3 API, or gc could not delete a blob"),
+                ),
+                (Code::Config, Some("invalid input (flag, variable or file); nothing was sent")),
+                (Code::Unreachable, Some("Garage's S3 API is not reachable (start it: docker compose up -d)")),
+                (Code::Verify, Some("S3 refused the key: it may not list, read or delete in the bucket")),
+                (Code::NotInitialized, Some("the bucket does not exist (run: docker compose run --rm garage-init)")),
+                (
+                    Code::CacheBroken,
+                    Some(
+                        "a manifest lists a blob the bucket lacks, or cannot be read (verify; repair without \
+                         --yes; gc, which then deletes nothing)",
+                    ),
                 ),
             ],
         }

@@ -32,7 +32,8 @@
 //!   lifecycle rules.
 //! - [`host`]: the host-side commands for the stack's consumers: `check`
 //!   (are the registry and Garage up and initialized), `env` (connection
-//!   settings), `status` (the compose project's containers, via Docker).
+//!   settings), `status` (the compose project's containers, via Docker),
+//!   `cache` (BuildKit's cache in the bucket: stats, verify, repair, gc).
 //! - [`manual`]: shell completions and the man page, generated from [`cli`].
 //! - [`wait`]: the overall deadline and the backoff between attempts.
 //! - [`report`]: one line per resource, text or JSON.
@@ -78,6 +79,7 @@ pub async fn run(cli: Cli) -> Code {
         Some(Command::Check(args)) => host::check::run(&args).await,
         Some(Command::Env(args)) => host::env::run(&args),
         Some(Command::Status(args)) => host::status::run(&args).await,
+        Some(Command::Cache(args)) => host::cache::run(&args).await,
         Some(Command::Completions { shell }) => Ok(manual::completions(shell)),
         Some(Command::Man) => Ok(manual::man()),
     };

@@ -413,7 +413,7 @@ impl Probe<'_> {
 }
 
 /// Sends one S3 request; its answer's body (read up to `limit`), or the S3 error it carries.
-async fn send(
+pub(crate) async fn send(
     op: &'static str,
     request: reqwest::RequestBuilder,
     limit: usize,

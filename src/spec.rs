@@ -12,7 +12,8 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
 use crate::desired::{
-    BucketWant, ClusterWant, Desired, GrantWant, KeyWant, LifecycleWant, NodeWant, NodesWant, RoleTemplate,
+    BucketWant, CacheLayout, ClusterWant, Desired, GrantWant, KeyWant, LifecycleWant, NodeWant, NodesWant,
+    RoleTemplate, check_expire_after_days,
 };
 use crate::secret::Secret;
 use crate::validate::{
@@ -435,10 +436,18 @@ impl Validator<'_> {
             };
             let lifecycle = match &b.lifecycle {
                 None => None,
-                Some(l) => Some(LifecycleWant {
-                    expire_after_days: self.days(&l.value.expire_after_days)?,
-                    abort_incomplete_uploads_after_days: self.days(&l.value.abort_incomplete_uploads_after_days)?,
-                }),
+                Some(l) => {
+                    let expire_after_days = self.days(&l.value.expire_after_days)?;
+                    if let Some(d) = &l.value.expire_after_days {
+                        check_expire_after_days(expire_after_days).map_err(|p| self.err(d, p))?;
+                    }
+                    Some(LifecycleWant {
+                        expire_after_days,
+                        abort_incomplete_uploads_after_days: self.days(&l.value.abort_incomplete_uploads_after_days)?,
+                        // The run's settings give the layout (`Desired::set_cache_layout`).
+                        layout: CacheLayout::default(),
+                    })
+                }
             };
             buckets.push(BucketWant {
                 name: b.name.value.clone(),

@@ -290,6 +290,27 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Parses an age: `0s`, `90m`, `48h`, `7d` (a number alone is seconds), up
+/// to [`MAX_LIFECYCLE_DAYS`] days. Unlike [`parse_duration`], 0 is allowed.
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 =
+        digits.parse().map_err(|_| format!("`{text}` is not a duration: use a number with s, m, h or d, e.g. 48h"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        other => return Err(format!("unknown unit `{other}` in `{text}`: use s, m, h or d")),
+    };
+    match seconds {
+        Some(s) if s <= u64::from(MAX_LIFECYCLE_DAYS) * 86_400 => Ok(Duration::from_secs(s)),
+        _ => Err(format!("`{text}` is longer than {MAX_LIFECYCLE_DAYS} days")),
+    }
+}
+
 /// Parses a size in bytes: `1000000000`, `500MB`, `1G`, `10GiB`, `1TB`.
 /// Garage refuses capacities under 1024 bytes, so they are refused here too.
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -373,6 +394,18 @@ mod tests {
         assert!(parse_requests_per_node("-1").unwrap_err().contains("not a number"));
         assert!(parse_requests_per_node("four").unwrap_err().contains("not a number"));
         assert!(parse_requests_per_node("99999999999999999999999").is_err());
+    }
+
+    #[test]
+    fn ages() {
+        assert_eq!(parse_age("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_age("0").unwrap(), Duration::ZERO);
+        assert_eq!(parse_age("48h").unwrap(), Duration::from_secs(48 * 3600));
+        assert_eq!(parse_age(" 7d ").unwrap(), Duration::from_secs(7 * 86_400));
+        assert_eq!(parse_age("90m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_age("2w").unwrap_err().contains("unknown unit"));
+        assert!(parse_age("-1h").is_err() && parse_age("").is_err() && parse_age("36501d").is_err());
+        assert!(parse_age("99999999999999999999h").is_err());
     }
 
     #[test]

@@ -45,8 +45,8 @@ fn up_wait_returns_a_ready_stack_that_buildkit_can_use() {
         let want = if resource == "s3 check" { "passed" } else { "created" };
         assert_eq!(outcome, want, "{resource}: {log}");
     }
-    // The stack's default lifecycle rules, read back by boto3: expire after 30
-    // days, abort incomplete uploads after 1.
+    // The stack's default lifecycle rules, read back by boto3: blobs expire
+    // after 30 days, manifests after 28, incomplete uploads are aborted after 1.
     let mut rules: Vec<(String, String)> = lifecycle_rules()
         .iter()
         .map(|r| {
@@ -57,7 +57,11 @@ fn up_wait_returns_a_ready_stack_that_buildkit_can_use() {
         })
         .collect();
     rules.sort();
-    let want = [("garage-init-abort-incomplete-uploads", "null/1"), ("garage-init-expire-objects", "30/null")];
+    let want = [
+        ("garage-init-abort-incomplete-uploads", "null/1"),
+        ("garage-init-expire-blobs", "30/null"),
+        ("garage-init-expire-manifests", "28/null"),
+    ];
     assert_eq!(rules, want.map(|(a, b)| (a.to_string(), b.to_string())), "{log}");
 
     // As BuildKit's S3 cache would: boto3 on the host, path-style, region garage.

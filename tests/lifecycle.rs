@@ -25,8 +25,25 @@ fn rules(g: &Garage) -> Vec<Value> {
     rules
 }
 
-fn expire_rule(days: u64) -> Value {
+/// The single rule of earlier versions: every object alike.
+fn single_expire_rule(days: u64) -> Value {
     json!({"ID": "garage-init-expire-objects", "Status": "Enabled", "Expiration": {"Days": days}})
+}
+
+/// The pair for a declared expiry of `days`: blobs after it, manifests 2 days sooner.
+fn expire_rules(days: u64) -> [Value; 2] {
+    [
+        json!({"ID": "garage-init-expire-blobs", "Status": "Enabled", "Filter": {"Prefix": "blobs/"},
+               "Expiration": {"Days": days}}),
+        json!({"ID": "garage-init-expire-manifests", "Status": "Enabled", "Filter": {"Prefix": "manifests/"},
+               "Expiration": {"Days": days - 2}}),
+    ]
+}
+
+/// The rules for a declared expiry and abort, sorted by id as [`rules`] gives them.
+fn declared(expire: u64, abort: u64) -> Vec<Value> {
+    let [blobs, manifests] = expire_rules(expire);
+    vec![abort_rule(abort), blobs, manifests]
 }
 
 fn abort_rule(days: u64) -> Value {
@@ -37,6 +54,11 @@ fn abort_rule(days: u64) -> Value {
 /// A rule someone else set: expires objects under `logs/` after 3 days.
 fn foreign_rule() -> Value {
     json!({"ID": "expire-logs", "Status": "Enabled", "Filter": {"Prefix": "logs/"}, "Expiration": {"Days": 3}})
+}
+
+/// A rule someone else set that reaches the cache: blobs under `blobs/old/` after 3 days.
+fn foreign_cache_rule() -> Value {
+    json!({"ID": "expire-old-blobs", "Status": "Enabled", "Filter": {"Prefix": "blobs/old/"}, "Expiration": {"Days": 3}})
 }
 
 /// Lifecycle writes Garage has answered so far.
@@ -76,15 +98,29 @@ async fn a_fresh_bucket_gets_exactly_the_declared_rules_and_a_second_run_writes_
     let run = garage_init(&env, &[]).await;
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.outcome("lifecycle").as_deref(), Some("created"), "{run:?}");
-    assert!(run.stdout.contains("objects expire after 30 days, incomplete uploads are aborted after 1 day"), "{run:?}");
-    assert_eq!(normalised(&rules(&g)), vec![abort_rule(1), expire_rule(30)]);
+    assert!(
+        run.stdout
+            .contains("blobs expire after 30 days and manifests after 28, incomplete uploads are aborted after 1 day"),
+        "{run:?}"
+    );
+    assert_eq!(normalised(&rules(&g)), declared(30, 1));
 
     let writes = lifecycle_writes(&g).await;
     assert_eq!(writes, 1, "one write for a fresh bucket");
+    let s3_before = g.s3_request_counts().await;
     let again = garage_init(&env, &[]).await;
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(again.outcome("lifecycle").as_deref(), Some("unchanged"), "{again:?}");
     assert_eq!(lifecycle_writes(&g).await, writes, "a second run wrote lifecycle rules: {again:?}");
+    // The converged run's S3 requests: one read of the rules and the proof's round trip.
+    let s3_after = g.s3_request_counts().await;
+    let spent: Vec<(String, u64)> = s3_after
+        .iter()
+        .map(|(e, n)| (e.clone(), n - s3_before.get(e).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    let want = [("DeleteObject", 1), ("GetBucketLifecycleConfiguration", 1), ("GetObject", 1), ("PutObject", 1)];
+    assert_eq!(spent, want.map(|(e, n)| (e.to_string(), n)), "{again:?}");
     let plan = garage_init(&env, &["plan"]).await;
     assert_eq!(plan.code, 0, "{plan:?}");
 }
@@ -99,7 +135,7 @@ async fn a_changed_declaration_updates_the_rules_and_off_removes_only_ours() {
     assert_eq!((plan.code, plan.outcome("lifecycle").as_deref()), (10, Some("update")), "{plan:?}");
     let run = garage_init(&env, &[]).await;
     assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("updated")), "{run:?}");
-    assert_eq!(normalised(&rules(&g)), vec![abort_rule(1), expire_rule(7)]);
+    assert_eq!(normalised(&rules(&g)), declared(7, 1));
 
     // Someone adds a rule of their own; turning garage-init's rules off keeps it.
     let mut all = rules(&g);
@@ -112,18 +148,21 @@ async fn a_changed_declaration_updates_the_rules_and_off_removes_only_ours() {
 }
 
 #[tokio::test]
-async fn a_foreign_rule_is_kept_and_reported_as_drift_when_it_also_expires_objects() {
+async fn a_foreign_rule_is_kept_and_reported_as_drift_when_it_also_expires_cache_objects() {
     let g = Garage::started().await;
-    // The bucket and the key first, without lifecycle rules; then someone's own rule.
+    // The bucket and the key first, without lifecycle rules; then someone's own rules.
     assert_eq!(garage_init(&g.init_env(), &[]).await.code, 0);
-    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&json!([foreign_rule()])));
+    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&json!([foreign_cache_rule(), foreign_rule()])));
 
     let env = lifecycle_env(&g, "30", "1");
     let run = garage_init(&env, &[]).await;
     assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("created")), "{run:?}");
-    let drift = run.stdout.lines().find(|l| l.starts_with("lifecycle") && l.contains("drift")).unwrap_or_default();
-    assert!(drift.contains("expire-logs") && drift.contains("expires objects after 3 days"), "{run:?}");
-    assert_eq!(normalised(&rules(&g)), vec![foreign_rule(), abort_rule(1), expire_rule(30)]);
+    let drift: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("lifecycle") && l.contains("drift")).collect();
+    assert_eq!(drift.len(), 1, "only the rule under the cache's prefixes is drift: {run:?}");
+    assert!(drift[0].contains("expire-old-blobs") && drift[0].contains("expires objects after 3 days"), "{run:?}");
+    let mut want = vec![foreign_rule(), foreign_cache_rule()];
+    want.extend(declared(30, 1));
+    assert_eq!(normalised(&rules(&g)), want);
 
     let writes = lifecycle_writes(&g).await;
     let again = garage_init(&env, &[]).await;
@@ -134,10 +173,112 @@ async fn a_foreign_rule_is_kept_and_reported_as_drift_when_it_also_expires_objec
 }
 
 #[tokio::test]
+async fn the_single_rule_of_earlier_versions_is_replaced_by_apply_and_plan_then_has_nothing_to_do() {
+    let g = Garage::started().await;
+    assert_eq!(garage_init(&g.init_env(), &[]).await.code, 0);
+    // What an earlier garage-init left: every object after 30 days; and someone's own rule.
+    let before = json!([single_expire_rule(30), abort_rule(1), foreign_rule()]);
+    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&before));
+
+    let env = lifecycle_env(&g, "30", "1");
+    let plan = garage_init(&env, &["plan"]).await;
+    assert_eq!((plan.code, plan.outcome("lifecycle").as_deref()), (10, Some("update")), "{plan:?}");
+    assert!(plan.stdout.contains("blobs expire after 30 days and manifests after 28"), "{plan:?}");
+    assert_eq!(lifecycle_writes(&g).await, 1, "plan wrote nothing (the one write is the test's)");
+
+    let run = garage_init(&env, &[]).await;
+    assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("updated")), "{run:?}");
+    assert!(run.stdout.contains("(1 other rule kept)"), "{run:?}");
+    let mut want = vec![foreign_rule()];
+    want.extend(declared(30, 1));
+    assert_eq!(normalised(&rules(&g)), want, "the old rule is gone, the pair and the other rule are there");
+
+    let plan = garage_init(&env, &["plan"]).await;
+    assert_eq!(plan.code, 0, "{plan:?}");
+}
+
+#[tokio::test]
+async fn every_declared_expiry_lets_manifests_expire_before_the_blobs_they_list() {
+    let g = Garage::started().await;
+    for days in [3u64, 4, 10, 30, 365, 36500] {
+        let env = lifecycle_env(&g, &days.to_string(), "1");
+        let run = garage_init(&env, &[]).await;
+        assert_eq!(run.code, 0, "{days}: {run:?}");
+        // touch_refresh as `env` prints it for the same declaration.
+        let printed = garage_init(&env, &["env", "--format", "json"]).await;
+        let touch = serde_json::from_str::<Value>(&printed.stdout).unwrap()["buildkit"]["touch_refresh"].clone();
+        let hours: u64 = touch.as_str().and_then(|t| t.strip_suffix('h')).and_then(|h| h.parse().ok()).unwrap();
+        let all = rules(&g);
+        let days_of = |id: &str, prefix: &str| {
+            let r = all.iter().find(|r| r["ID"] == id).unwrap_or_else(|| panic!("{days}: no {id} in {all:?}"));
+            assert_eq!(r["Filter"]["Prefix"], prefix, "{days}: {r}");
+            r["Expiration"]["Days"].as_u64().unwrap()
+        };
+        let blobs = days_of("garage-init-expire-blobs", "blobs/");
+        let manifests = days_of("garage-init-expire-manifests", "manifests/");
+        assert_eq!(blobs, days, "blobs expire after the declared days");
+        // A manifest written at t lists blobs written since t - touch_refresh; Garage's daily
+        // pass needs one more day between the two.
+        let margin = hours.div_ceil(24) + 1;
+        let gap = blobs.checked_sub(manifests);
+        assert!(manifests >= 1 && gap.is_some_and(|g| g >= margin), "{days}: manifests {manifests}, touch {hours}h");
+    }
+}
+
+#[tokio::test]
+async fn the_rules_follow_buildkits_prefixes_as_env_prints_them() {
+    let g = Garage::started().await;
+    let env = with(&lifecycle_env(&g, "30", "1"), "GARAGE_INIT_CACHE_PREFIX", "ci/");
+    let env = with(&env, "GARAGE_INIT_CACHE_BLOBS_PREFIX", "layers/");
+    assert_eq!(garage_init(&env, &[]).await.code, 0);
+    let prefixes: Vec<Value> = rules(&g).iter().map(|r| r["Filter"]["Prefix"].clone()).collect();
+    assert_eq!(prefixes, [Value::Null, json!("ci/layers/"), json!("ci/manifests/")]);
+    let printed = garage_init(&env, &["env", "--format", "buildkit"]).await;
+    assert!(printed.stdout.contains(",prefix=ci/,manifests_prefix=manifests/,blobs_prefix=layers/"), "{printed:?}");
+    assert_eq!(garage_init(&env, &["plan"]).await.code, 0);
+}
+
+#[tokio::test]
+async fn an_expiry_too_short_to_keep_manifests_whole_is_refused_with_the_smallest_that_works() {
+    let g = Garage::started().await;
+    let requests = async || {
+        g.admin_request_counts().await.iter().filter(|(e, _)| !e.contains("etrics")).map(|(_, n)| n).sum::<u64>()
+    };
+    let before = requests().await;
+    for days in ["1", "2"] {
+        for args in [&[][..], &["plan"], &["env"], &["cache", "stats"]] {
+            let run = garage_init(&lifecycle_env(&g, days, "1"), args).await;
+            assert_eq!(run.code, 2, "{days} {args:?}: {run:?}");
+            assert!(run.stderr.contains("--expire-after-days (GARAGE_INIT_EXPIRE_AFTER_DAYS)"), "{run:?}");
+            assert!(run.stderr.contains("the smallest value that works is 3"), "{run:?}");
+        }
+    }
+    // The same in a spec, at the line that says it.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "buckets:\n  - name: {BUCKET}\n    lifecycle:\n      expire_after_days: 2\n\
+             keys:\n  - id: {KEY_ID}\n    secret: {SECRET}\n\
+             grants:\n  - key: {KEY_ID}\n    bucket: {BUCKET}\n    permissions: [read, write, owner]\n"
+        ),
+    )
+    .unwrap();
+    let run = garage_init(&g.init_env(), &["--spec", spec.to_str().unwrap()]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("spec.yaml, line 4") && run.stderr.contains("smallest value that works is 3"),
+        "{run:?}"
+    );
+    assert_eq!(requests().await, before, "nothing was sent to Garage");
+}
+
+#[tokio::test]
 async fn a_bucket_without_a_declared_lifecycle_is_left_as_it_is() {
     let g = Garage::started().await;
     assert_eq!(garage_init(&g.init_env(), &[]).await.code, 0);
-    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&json!([foreign_rule(), expire_rule(90)])));
+    boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&json!([foreign_rule(), single_expire_rule(90)])));
     let before = rules(&g);
     let writes = lifecycle_writes(&g).await;
 
@@ -207,7 +348,7 @@ async fn a_long_configuration_of_someone_elses_rules_is_read_whole_and_kept() {
     assert_eq!((run.code, run.outcome("lifecycle").as_deref()), (0, Some("created")), "{run:?}");
     assert!(run.stdout.contains("(600 other rules kept)"), "{run:?}");
     let all = rules(&g);
-    assert_eq!(all.len(), 602);
+    assert_eq!(all.len(), 603);
     assert_eq!(all.iter().filter(|r| r["ID"].as_str().unwrap().starts_with("team-")).count(), 600);
 }
 
@@ -244,14 +385,17 @@ async fn rules_another_writer_changes_before_the_read_back_end_the_run_with_a_co
     let g = Garage::started().await;
     let (gate, run) = held_after_the_write(&g, "30").await;
     // A second run (or a person) declares 7 days, between this run's write and its read-back.
-    let theirs = vec![abort_rule(1), expire_rule(7)];
+    let theirs = declared(7, 1);
     boto3_lifecycle(&g.s3_url(), BUCKET, KEY, "put", Some(&Value::Array(theirs.clone())));
     gate.release();
     let run = run.await.unwrap();
     assert_eq!(run.code, 5, "{run:?}");
     assert!(run.stderr.contains("changed by someone else"), "{run:?}");
-    assert!(run.stderr.contains("expires objects after 30 days"), "says what it wrote: {run:?}");
-    assert!(run.stderr.contains("expires objects after 7 days"), "says what it read back: {run:?}");
+    assert!(run.stderr.contains("(objects under blobs/) expires objects after 30 days"), "says what it wrote: {run:?}");
+    assert!(
+        run.stderr.contains("(objects under blobs/) expires objects after 7 days"),
+        "says what it read back: {run:?}"
+    );
     assert!(!run.stdout.contains("s3 check"), "a run that lost its rules does not go on to prove: {run:?}");
     // The other writer's rules stay: garage-init does not fight over them.
     assert_eq!(normalised(&rules(&g)), theirs);

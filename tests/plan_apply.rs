@@ -230,7 +230,7 @@ async fn plan_lists_what_apply_does_from_changed_lifecycle_beside_a_foreign_rule
     let mut rules =
         boto3_lifecycle(&g.s3_url(), BUCKET, (KEY_ID, SECRET), "get", None)["rules"].as_array().unwrap().clone();
     rules.push(
-        json!({"ID": "expire-tmp", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 2}}),
+        json!({"ID": "expire-tmp", "Status": "Enabled", "Filter": {"Prefix": "blobs/tmp/"}, "Expiration": {"Days": 2}}),
     );
     boto3_lifecycle(&g.s3_url(), BUCKET, (KEY_ID, SECRET), "put", Some(&serde_json::Value::Array(rules)));
 

@@ -246,11 +246,12 @@ pub async fn observe(
     let client = &member.client;
     // The keys are read alongside the status: on a converged cluster their
     // views answer for the buckets and grants too.
-    let (status, keys) = tokio::join!(
-        client.cluster_status(),
-        join_all(desired.keys.iter().map(|k| client.key_info_with_secret(&k.id)))
-    );
-    let status = status.map_err(|e| Failure::from_admin(e, member))?;
+    // A status that fails ends the key reads too, rather than reading their
+    // answers on to the cap.
+    let (status, keys) =
+        tokio::try_join!(async { client.cluster_status().await.map_err(|e| Failure::from_admin(e, member)) }, async {
+            Ok(join_all(desired.keys.iter().map(|k| client.key_info_with_secret(&k.id))).await)
+        })?;
     tracing::debug!(layout_version = status.layout_version, nodes = status.nodes.len(), "observed the cluster");
     // Without a layout, Garage's tables cannot be read or hold anything:
     // every key and bucket is absent. (A table that survived the loss of its

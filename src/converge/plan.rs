@@ -260,16 +260,16 @@ impl Action {
             }
             Self::SetLifecycle { bucket, kept, .. } => {
                 let b = &desired.buckets[*bucket];
-                let want = b.lifecycle.expect("only declared lifecycles are planned");
-                ("lifecycle", format!("{}: {}", b.name, describe_kept(&want, *kept)))
+                let want = b.lifecycle.as_ref().expect("only declared lifecycles are planned");
+                ("lifecycle", format!("{}: {}", b.name, describe_kept(want, *kept)))
             }
             Self::ReadLifecycle { bucket } => {
                 let b = &desired.buckets[*bucket];
-                let want = b.lifecycle.expect("only declared lifecycles are planned");
+                let want = b.lifecycle.as_ref().expect("only declared lifecycles are planned");
                 let detail = format!(
                     "{}: {} (the current rules are read once the key owns the bucket)",
                     b.name,
-                    describe_kept(&want, 0)
+                    describe_kept(want, 0)
                 );
                 ("lifecycle", detail)
             }

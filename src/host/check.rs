@@ -592,6 +592,7 @@ mod tests {
                 expire_after_days: None,
                 abort_incomplete_uploads_after_days: None,
                 s3_region: "garage".into(),
+                cache_layout: Default::default(),
             },
             token: AdminTokenArgs { admin_token: None, admin_token_file: None },
         })

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::json;
 
 use crate::cli::{EnvArgs, EnvFormat};
-use crate::desired::LifecycleWant;
+use crate::desired::{CacheLayout, LifecycleWant, TOUCH_REFRESH_HOURS};
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::HostEndpoints;
@@ -29,12 +29,15 @@ pub struct Connection {
     pub cache_name: String,
     /// The bucket's lifecycle as declared; `None`: not managed.
     pub lifecycle: Option<LifecycleWant>,
+    /// BuildKit's `prefix`, `manifests_prefix` and `blobs_prefix`: the ones the lifecycle rules use.
+    pub cache_layout: CacheLayout,
 }
 
 impl Connection {
     pub fn from_args(args: &EnvArgs) -> Result<Self, ConfigError> {
         let endpoints = HostEndpoints::from_args(&args.endpoints)?;
-        let crate::config::Resources { bucket, key, region, lifecycle } = crate::config::resources(&args.resources)?;
+        let crate::config::Resources { bucket, key, region, lifecycle, cache_layout } =
+            crate::config::resources(&args.resources)?;
         let cache_name = args.cache_name.trim().to_string();
         if cache_name.is_empty() || cache_name.chars().any(|c| c.is_whitespace() || c == ',' || c == '"') {
             return Err(ConfigError::new(
@@ -51,19 +54,20 @@ impl Connection {
             secret_access_key: key.secret.expose().to_string(),
             cache_name,
             lifecycle,
+            cache_layout,
         })
     }
 
     /// BuildKit's `touch_refresh`: how often an export re-writes the blobs
     /// it uses onto themselves, so that only unused blobs age out under an
-    /// expiry rule. Shorter than the expiry: a day, or half the expiry when
-    /// objects expire after a single day. `None` when expiry is declared off.
-    pub fn touch_refresh(&self) -> Option<&'static str> {
-        match self.lifecycle.map(|l| l.expire_after_days) {
+    /// expiry rule. The manifests' rule expires them this much (and a day)
+    /// before blobs: [`crate::desired::MANIFEST_MARGIN_DAYS`] is derived from
+    /// the same value. `None` when expiry is declared off.
+    pub fn touch_refresh(&self) -> Option<String> {
+        match self.lifecycle.as_ref().map(|l| l.expire_after_days) {
             Some(None) => None,
-            Some(Some(1)) => Some("12h"),
             // Undeclared here: the stack may still expire objects (its default is 30 days).
-            _ => Some("24h"),
+            _ => Some(format!("{TOUCH_REFRESH_HOURS}h")),
         }
     }
 
@@ -93,6 +97,12 @@ impl Connection {
             "use_path_style=true".to_string(),
             format!("name={}", self.cache_name),
         ];
+        let layout = &self.cache_layout;
+        if !layout.prefix.is_empty() {
+            attrs.push(format!("prefix={}", layout.prefix));
+        }
+        attrs.push(format!("manifests_prefix={}", layout.manifests_prefix));
+        attrs.push(format!("blobs_prefix={}", layout.blobs_prefix));
         if export {
             attrs.push("mode=max".to_string());
             attrs.extend(self.touch_refresh().map(|t| format!("touch_refresh={t}")));
@@ -125,9 +135,13 @@ impl Connection {
                         "export_cache": self.buildkit_cache(true),
                         "import_cache": self.buildkit_cache(false),
                         "touch_refresh": self.touch_refresh(),
+                        "prefix": self.cache_layout.prefix,
+                        "manifests_prefix": self.cache_layout.manifests_prefix,
+                        "blobs_prefix": self.cache_layout.blobs_prefix,
                     },
-                    "lifecycle": self.lifecycle.map(|l| json!({
+                    "lifecycle": self.lifecycle.as_ref().map(|l| json!({
                         "expire_after_days": l.expire_after_days,
+                        "manifests_expire_after_days": l.manifests_expire_after_days(),
                         "abort_incomplete_uploads_after_days": l.abort_incomplete_uploads_after_days,
                     })),
                 });
@@ -234,6 +248,7 @@ mod tests {
                 expire_after_days: None,
                 abort_incomplete_uploads_after_days: None,
                 s3_region: "garage".into(),
+                cache_layout: Default::default(),
             },
             format: EnvFormat::Shell,
             cache_name: "buildkit".into(),
@@ -256,22 +271,45 @@ mod tests {
         let export = c.buildkit_cache(true);
         assert_eq!(export, format!("{},mode=max,touch_refresh=24h", c.buildkit_cache(false)));
         assert!(export.starts_with("type=s3,endpoint_url=http://localhost:3900,bucket=buildkit-cache,region=garage,"));
+        assert!(export.contains(",name=buildkit,manifests_prefix=manifests/,blobs_prefix=blobs/,"), "{export}");
     }
 
     #[test]
-    fn blobs_in_use_are_touched_more_often_than_objects_expire() {
+    fn the_cache_layout_is_the_one_the_rules_use() {
+        let mut a = args();
+        a.resources.cache_layout.cache_prefix = Some("ci/".into());
+        a.resources.expire_after_days = Some(crate::validate::Days(Some(30)));
+        let c = Connection::from_args(&a).unwrap();
+        let import = c.buildkit_cache(false);
+        assert!(
+            import.ends_with(",name=buildkit,prefix=ci/,manifests_prefix=manifests/,blobs_prefix=blobs/"),
+            "{import}"
+        );
+        let json: serde_json::Value = serde_json::from_str(&c.render(EnvFormat::Json)).unwrap();
+        assert_eq!(json["buildkit"]["prefix"], "ci/");
+        assert_eq!(json["lifecycle"]["manifests_expire_after_days"], 28);
+        let rules = crate::converge::lifecycle::wanted_rules(c.lifecycle.as_ref().unwrap());
+        let prefixes: Vec<_> = rules.iter().filter_map(|r| r.prefix.as_deref()).collect();
+        assert_eq!(prefixes, ["ci/manifests/", "ci/blobs/"]);
+    }
+
+    #[test]
+    fn blobs_in_use_are_touched_more_often_than_manifests_expire_before_them() {
         use crate::validate::Days;
         let with = |expire: Option<u32>| {
             let mut a = args();
             a.resources.expire_after_days = Some(Days(expire));
-            Connection::from_args(&a).unwrap()
+            Connection::from_args(&a)
         };
-        assert_eq!(with(Some(30)).touch_refresh(), Some("24h"));
-        assert_eq!(with(Some(2)).touch_refresh(), Some("24h"));
-        assert_eq!(with(Some(1)).touch_refresh(), Some("12h"));
-        assert_eq!(with(None).touch_refresh(), None);
-        assert!(!with(None).buildkit_cache(true).contains("touch_refresh"));
-        let json: serde_json::Value = serde_json::from_str(&with(Some(30)).render(EnvFormat::Json)).unwrap();
+        assert_eq!(with(Some(30)).unwrap().touch_refresh().as_deref(), Some("24h"));
+        assert_eq!(with(Some(3)).unwrap().touch_refresh().as_deref(), Some("24h"));
+        for too_short in [1, 2] {
+            let err = with(Some(too_short)).unwrap_err().to_string();
+            assert!(err.contains("--expire-after-days") && err.contains("smallest value that works is 3"), "{err}");
+        }
+        assert_eq!(with(None).unwrap().touch_refresh(), None);
+        assert!(!with(None).unwrap().buildkit_cache(true).contains("touch_refresh"));
+        let json: serde_json::Value = serde_json::from_str(&with(Some(30)).unwrap().render(EnvFormat::Json)).unwrap();
         assert_eq!(json["buildkit"]["touch_refresh"], "24h");
         assert_eq!(json["lifecycle"]["expire_after_days"], 30);
     }

@@ -6,11 +6,14 @@
 //! - [`env`](mod@env): the connection settings, in shell, dotenv, JSON or BuildKit form.
 //! - [`status`]: the compose project's containers through the Docker Engine
 //!   API ([`docker`]), with the probes of `check` as a fallback.
+//! - [`cache`]: BuildKit's S3 cache in the bucket: `stats`, `verify`,
+//!   `repair` (broken manifests) and `gc` (blobs no manifest lists).
 //!
 //! Their addresses are the services as seen from the host (`localhost:5050`,
 //! `http://localhost:3900`, `http://localhost:3903`): settings of their own,
 //! so that `apply`'s container-side URLs never leak into them.
 
+pub mod cache;
 pub mod check;
 pub mod docker;
 pub mod env;
