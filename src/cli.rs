@@ -102,7 +102,7 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     #[command(
         long_about = "Print the completion script for SHELL on stdout, generated from the same definitions as \
-            --help. See the README for where each shell loads it from.",
+            --help. docs/host-commands.md says where each shell loads it from.",
         after_long_help = help(For::Env)
     )]
     Completions {
@@ -158,7 +158,7 @@ pub struct ApplyArgs {
     #[arg(long, env = "GARAGE_INIT_DEADLINE", value_name = "DURATION", default_value = "120s", value_parser = parse_duration, hide_env_values = true)]
     pub deadline: Duration,
 
-    /// YAML spec of the cluster, buckets, keys and grants (see the README). Without it, the flags
+    /// YAML spec of the cluster, buckets, keys and grants (see docs/cluster.md). Without it, the flags
     /// describe one bucket and one key with read, write and owner on it.
     #[arg(long, env = "GARAGE_INIT_SPEC", value_name = "PATH", hide_env_values = true)]
     pub spec: Option<PathBuf>,

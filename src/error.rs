@@ -106,7 +106,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Config(e) if e.setting.starts_with("spec ") => {
-                Some("Fix the spec and run again; the README's \"More than one node\" section has the format.".into())
+                Some("Fix the spec and run again; docs/cluster.md has the format.".into())
             }
             Self::Config(_) => Some("Fix the setting and run again; see `garage-init --help`.".into()),
             Self::Auth { .. } => Some(

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-/// Every exit code garage-init uses. The README and `--help` list the same table.
+/// Every exit code garage-init uses. docs/apply.md and `--help` list the same table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Code {
@@ -81,7 +81,7 @@ impl From<Code> for ExitCode {
 }
 
 /// The one table of exit codes: `--help` renders it (whole for `apply`, a
-/// subset for each other command), the README lists it (a test compares
+/// subset for each other command), docs/apply.md lists it (a test compares
 /// them), and `status` explains a garage-init container's exit code with it.
 pub const TABLE: [(Code, &str); 14] = [
     (Code::Ok, "converged: the layout, key, bucket and grant are in place and the key can write"),

@@ -744,8 +744,8 @@ grants:
 
     #[test]
     fn the_readme_example_is_a_valid_spec() {
-        let readme = include_str!("../README.md");
-        let section = &readme[readme.find("## More than one node").expect("README section")..];
+        let readme = include_str!("../docs/cluster.md");
+        let section = &readme[readme.find("## More than one node").expect("docs/cluster.md section")..];
         let start = section.find("```yaml\n").expect("yaml block") + "```yaml\n".len();
         let example = &section[start..start + section[start..].find("```").unwrap()];
         let dir = tempfile::tempdir().unwrap();
@@ -753,7 +753,7 @@ grants:
         for name in ["buildkit-key", "ci-reader"] {
             std::fs::write(dir.path().join("secrets").join(name), format!("{SECRET}\n")).unwrap();
         }
-        let d = parse(example, "README.md", dir.path(), &template()).unwrap_or_else(|e| panic!("{e}"));
+        let d = parse(example, "docs/cluster.md", dir.path(), &template()).unwrap_or_else(|e| panic!("{e}"));
         let NodesWant::Listed(nodes) = &d.cluster.nodes else { panic!("nodes") };
         assert_eq!(nodes.len(), 4);
         assert!(nodes[3].gateway);

@@ -313,7 +313,7 @@ fn an_engine_before_25_refuses_compose_yaml_alone_with_a_message_naming_start_in
         eprintln!("skipped: this engine supports healthcheck start_interval (Engine 25 or later)");
         return;
     }
-    // What a user on such an engine sees without the override the README names.
+    // What a user on such an engine sees without the override docs/stack.md names.
     let project = format!("gi-e2e-oldengine-{}", common::random_hex(3));
     let compose = |args: &[&str]| {
         let out = Command::new("docker")
