@@ -391,6 +391,32 @@ pub struct EnvArgs {
         hide_env_values = true
     )]
     pub cache_name: String,
+
+    /// Whose point of view the addresses are for. `host`: the published ports on this machine
+    /// (a program on the host, a standalone buildkitd, or a `docker-container` builder on the host
+    /// network). `compose-network`: the compose services' own names and ports (`http://garage:3900`,
+    /// `registry:5000`), for a builder container attached to the stack's network.
+    #[arg(long, env = "GARAGE_INIT_SEEN_FROM", value_name = "WHERE", value_enum, default_value_t = SeenFrom::Host, hide_env_values = true)]
+    pub seen_from: SeenFrom,
+
+    /// With `--format buildkit`: the flag names of `buildctl build` (`--export-cache`,
+    /// `--import-cache`) or of `docker buildx build` (`--cache-to`, `--cache-from`).
+    #[arg(long, env = "GARAGE_INIT_BUILDKIT_CLIENT", value_name = "CLIENT", value_enum, default_value_t = BuildkitClient::Buildctl, hide_env_values = true)]
+    pub buildkit_client: BuildkitClient,
+}
+
+/// Where the addresses `env` prints are seen from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeenFrom {
+    Host,
+    ComposeNetwork,
+}
+
+/// The BuildKit client whose cache flags `env --format buildkit` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuildkitClient {
+    Buildctl,
+    Buildx,
 }
 
 /// Settings of `status`.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::cli::{EnvArgs, EnvFormat};
+use crate::cli::{BuildkitClient, EnvArgs, EnvFormat, SeenFrom};
 use crate::desired::{CacheLayout, LifecycleWant, TOUCH_REFRESH_HOURS};
 use crate::error::Error;
 use crate::exit::Code;
@@ -31,7 +31,13 @@ pub struct Connection {
     pub lifecycle: Option<LifecycleWant>,
     /// BuildKit's `prefix`, `manifests_prefix` and `blobs_prefix`: the ones the lifecycle rules use.
     pub cache_layout: CacheLayout,
+    /// Whose cache flags the `buildkit` format prints.
+    pub client: BuildkitClient,
 }
+
+/// The stack's addresses inside its compose network: the services' names and container ports.
+pub const COMPOSE_S3_ENDPOINT: &str = "http://garage:3900";
+pub const COMPOSE_REGISTRY: &str = "registry:5000";
 
 impl Connection {
     pub fn from_args(args: &EnvArgs) -> Result<Self, ConfigError> {
@@ -45,9 +51,13 @@ impl Connection {
                 "must be a non-empty word without spaces, commas or quotes",
             ));
         }
+        let (registry, s3_endpoint) = match args.seen_from {
+            SeenFrom::Host => (endpoints.registry.shown, endpoints.s3.url_text()),
+            SeenFrom::ComposeNetwork => (COMPOSE_REGISTRY.to_string(), COMPOSE_S3_ENDPOINT.to_string()),
+        };
         Ok(Self {
-            registry: endpoints.registry.shown,
-            s3_endpoint: endpoints.s3.url_text(),
+            registry,
+            s3_endpoint,
             region,
             bucket,
             access_key_id: key.id,
@@ -55,6 +65,7 @@ impl Connection {
             cache_name,
             lifecycle,
             cache_layout,
+            client: args.buildkit_client,
         })
     }
 
@@ -120,7 +131,11 @@ impl Connection {
             EnvFormat::Dotenv => self.variables().iter().map(|(k, v)| format!("{k}={}\n", dotenv_value(v))).collect(),
             EnvFormat::Github => self.variables().iter().map(|(k, v)| github_env_line(k, v)).collect(),
             EnvFormat::Buildkit => {
-                format!("--export-cache {}\n--import-cache {}\n", self.buildkit_cache(true), self.buildkit_cache(false))
+                let (export, import) = match self.client {
+                    BuildkitClient::Buildctl => ("--export-cache", "--import-cache"),
+                    BuildkitClient::Buildx => ("--cache-to", "--cache-from"),
+                };
+                format!("{export} {}\n{import} {}\n", self.buildkit_cache(true), self.buildkit_cache(false))
             }
             EnvFormat::Json => {
                 let value = json!({
@@ -252,7 +267,108 @@ mod tests {
             },
             format: EnvFormat::Shell,
             cache_name: "buildkit".into(),
+            seen_from: SeenFrom::Host,
+            buildkit_client: BuildkitClient::Buildctl,
         }
+    }
+
+    /// One record of Go's encoding/csv, as BuildKit splits a cache option's
+    /// value (`type=s3,endpoint_url=…`): fields, quoted ones unquoted.
+    fn csv_record(record: &str) -> Vec<String> {
+        let (mut fields, mut field, mut quoted, mut chars) =
+            (Vec::new(), String::new(), false, record.chars().peekable());
+        while let Some(c) = chars.next() {
+            match (c, quoted) {
+                ('"', true) if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                ('"', _) => quoted = !quoted,
+                (',', false) => fields.push(std::mem::take(&mut field)),
+                (c, _) => field.push(c),
+            }
+        }
+        assert!(!quoted, "unterminated quote in {record}");
+        fields.push(field);
+        fields
+    }
+
+    /// The option keys BuildKit's S3 cache reads (cache/remotecache/s3/s3.go), and the generic
+    /// `type`, `mode` and `ignore-error`.
+    const BUILDKIT_S3_KEYS: &[&str] = &[
+        "type",
+        "mode",
+        "ignore-error",
+        "bucket",
+        "region",
+        "prefix",
+        "manifests_prefix",
+        "blobs_prefix",
+        "name",
+        "touch_refresh",
+        "endpoint_url",
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "use_path_style",
+    ];
+
+    /// The printed `buildkit` format as BuildKit would read it: per flag, its key=value pairs.
+    fn as_buildkit_reads(printed: &str) -> Vec<(String, Vec<(String, String)>)> {
+        printed
+            .lines()
+            .map(|line| {
+                let (flag, value) = line.split_once(' ').expect("`--flag value`");
+                let pairs = csv_record(value)
+                    .into_iter()
+                    .map(|f| {
+                        let (k, v) = f.split_once('=').unwrap_or_else(|| panic!("field {f:?} is not key=value"));
+                        assert!(BUILDKIT_S3_KEYS.contains(&k), "{k} is not an option of BuildKit's S3 cache");
+                        (k.to_string(), v.to_string())
+                    })
+                    .collect();
+                (flag.to_string(), pairs)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn buildkit_options_parse_as_buildkit_reads_them_from_each_point_of_view_and_client() {
+        for (seen_from, client, endpoint, flags) in [
+            (SeenFrom::Host, BuildkitClient::Buildctl, "http://localhost:3900", ["--export-cache", "--import-cache"]),
+            (SeenFrom::ComposeNetwork, BuildkitClient::Buildx, "http://garage:3900", ["--cache-to", "--cache-from"]),
+        ] {
+            let mut a = args();
+            (a.seen_from, a.buildkit_client) = (seen_from, client);
+            a.resources.expire_after_days = Some(crate::validate::Days(Some(30)));
+            let c = Connection::from_args(&a).unwrap();
+            let reads = as_buildkit_reads(&c.render(EnvFormat::Buildkit));
+            assert_eq!(reads.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(), flags);
+            for (flag, pairs) in &reads {
+                let get = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+                assert_eq!(get("type"), Some("s3"), "{flag}");
+                assert_eq!(get("endpoint_url"), Some(endpoint), "{flag}");
+                assert_eq!(get("use_path_style"), Some("true"), "{flag}: Garage serves path-style only here");
+                assert_eq!(get("secret_access_key"), Some(crate::config::DEFAULT_SECRET_ACCESS_KEY), "{flag}");
+                if flag == flags[0] {
+                    assert_eq!(get("mode"), Some("max"));
+                    // A Go duration BuildKit parses (one that does not parse silently becomes 24h).
+                    assert_eq!(get("touch_refresh"), Some("24h"));
+                }
+            }
+        }
+        let mut a = args();
+        a.seen_from = SeenFrom::ComposeNetwork;
+        assert_eq!(Connection::from_args(&a).unwrap().registry, "registry:5000");
+    }
+
+    #[test]
+    fn a_field_with_a_comma_reaches_buildkit_whole() {
+        let mut a = args();
+        a.resources.cache_layout.cache_prefix = Some("team,a/".into());
+        let c = Connection::from_args(&a).unwrap();
+        let reads = as_buildkit_reads(&c.render(EnvFormat::Buildkit));
+        assert!(reads[1].1.contains(&("prefix".to_string(), "team,a/".to_string())), "{reads:?}");
     }
 
     #[test]
