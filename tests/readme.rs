@@ -15,7 +15,10 @@ fn readme_rows() -> Vec<(u8, String)> {
         .map(|l| {
             let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
             assert_eq!(cells.len(), 2, "docs/apply.md row `{l}` should have two cells");
-            (cells[0].parse().unwrap_or_else(|_| panic!("docs/apply.md row `{l}`: not a code")), cells[1].replace('`', ""))
+            (
+                cells[0].parse().unwrap_or_else(|_| panic!("docs/apply.md row `{l}`: not a code")),
+                cells[1].replace('`', ""),
+            )
         })
         .collect()
 }
@@ -27,7 +30,13 @@ fn readme_exit_codes_are_the_programs() {
     for (i, (p, r)) in program.iter().zip(&readme).enumerate() {
         assert_eq!(p, r, "row {i} of the exit-code table: src/exit.rs (left) and docs/apply.md (right) differ");
     }
-    assert_eq!(program.len(), readme.len(), "docs/apply.md lists {} codes, the program {}", readme.len(), program.len());
+    assert_eq!(
+        program.len(),
+        readme.len(),
+        "docs/apply.md lists {} codes, the program {}",
+        readme.len(),
+        program.len()
+    );
 }
 
 /// `${NAME:-default}`, `${NAME:+…}` and `${NAME}` references of a compose file: (name, default).
