@@ -32,8 +32,11 @@ FROM runtime-base AS runtime-prebuilt
 COPY dist/garage-init /garage-init
 
 FROM rust:${RUST_VERSION}-bookworm AS build
+# `--version` names this commit (the checkout itself is not in the context).
+ARG REVISION=
+ENV GARAGE_INIT_COMMIT=${REVISION}
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 # A static glibc binary (static-pie) runs FROM scratch and still resolves
 # compose service names. The downloaded crates and the target directory are

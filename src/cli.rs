@@ -17,7 +17,7 @@ use crate::exit::{For, help};
 #[derive(Debug, Parser)]
 #[command(
     name = "garage-init",
-    version,
+    version = env!("GARAGE_INIT_VERSION"),
     about = "Bootstrap a Garage 2.x object store: node layout, bucket, access key and grants, proven by a real S3 write.",
     long_about = "Bootstrap a Garage 2.x object store: node layout, bucket, access key and grants, proven by a real S3 write.\n\n\
         Without a subcommand, garage-init runs `apply`: it waits for Garage's admin API, converges the \
@@ -35,9 +35,49 @@ pub struct Cli {
     #[command(flatten)]
     pub apply: ApplyArgs,
 
-    /// Output format of reports and logs. `json` writes one JSON object per line on stdout.
-    #[arg(long, env = "GARAGE_INIT_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, global = true, hide_env_values = true)]
-    pub log_format: LogFormat,
+    /// The former name of `--format` of `apply` and `plan`, accepted after any command.
+    #[arg(long, value_name = "FORMAT", value_enum, global = true, hide = true)]
+    pub log_format: Option<LogFormat>,
+
+    /// Less output: no diagnostics but errors; `apply` and `plan` print only drift, warnings and
+    /// their closing line. What a command is asked for (`env`, `status`, ...) is always printed.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// More diagnostics on stderr: -v each request, -vv libraries too, -vvv everything.
+    /// `RUST_LOG` directives apply on top of it.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl Cli {
+    /// How `apply` and `plan` report, and how diagnostics are written.
+    pub fn output_format(&self) -> LogFormat {
+        let chosen = match &self.command {
+            None => Some(self.apply.format),
+            Some(Command::Apply(a) | Command::Plan(a)) => Some(a.format),
+            Some(_) => None,
+        };
+        self.log_format.or(chosen).unwrap_or(LogFormat::Text)
+    }
+
+    /// How much the run says, from `-q` and `-v`.
+    pub fn verbosity(&self) -> Verbosity {
+        if self.quiet { Verbosity::Quiet } else { Verbosity::Level(self.verbose) }
+    }
+}
+
+/// `-q`, or the number of `-v`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    Quiet,
+    Level(u8),
+}
+
+impl Verbosity {
+    pub fn quiet(self) -> bool {
+        self == Self::Quiet
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +185,11 @@ pub struct ApplyArgs {
     )]
     pub s3_url: String,
 
+    /// `text`: one line per resource for people; `json`: one JSON object per line on stdout,
+    /// diagnostics included (`--log-format` is the former name).
+    #[arg(long, env = "GARAGE_INIT_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text, hide_env_values = true)]
+    pub format: LogFormat,
+
     #[command(flatten)]
     pub token: AdminTokenArgs,
 
@@ -187,9 +232,22 @@ pub struct AdminTokenArgs {
     pub admin_token_file: Option<PathBuf>,
 }
 
-/// The bucket and the access key that garage-init provides.
+/// The bucket and the access key that garage-init provides, and how BuildKit uses the bucket.
 #[derive(Debug, Clone, Args)]
 pub struct ResourceArgs {
+    #[command(flatten)]
+    pub access: AccessArgs,
+
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+
+    #[command(flatten)]
+    pub cache_layout: CacheLayoutArgs,
+}
+
+/// The bucket, the access key and the region: what every command that talks to Garage needs.
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
     /// The bucket, by its global alias (apply creates it when missing).
     #[arg(
         long,
@@ -222,6 +280,20 @@ pub struct ResourceArgs {
     #[arg(long, env = "GARAGE_INIT_SECRET_ACCESS_KEY_FILE", value_name = "PATH", hide_env_values = true)]
     pub secret_access_key_file: Option<PathBuf>,
 
+    /// S3 region, as `s3_api.s3_region` in garage.toml.
+    #[arg(
+        long,
+        env = "GARAGE_INIT_S3_REGION",
+        value_name = "REGION",
+        default_value = "garage",
+        hide_env_values = true
+    )]
+    pub s3_region: String,
+}
+
+/// The bucket's lifecycle rules.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct LifecycleArgs {
     /// Lifecycle rules of BuildKit's cache: delete blobs this many days after their last write, and
     /// manifests 2 days sooner, so that no manifest outlives a blob it lists (at least 3; 0 or off:
     /// no such rules). With neither lifecycle setting, the bucket's rules are left as they are.
@@ -232,19 +304,6 @@ pub struct ResourceArgs {
     /// (0 or off: no such rule).
     #[arg(long, env = "GARAGE_INIT_ABORT_INCOMPLETE_UPLOADS_AFTER_DAYS", value_name = "DAYS", value_parser = parse_days, hide_env_values = true)]
     pub abort_incomplete_uploads_after_days: Option<Days>,
-
-    /// S3 region, as `s3_api.s3_region` in garage.toml.
-    #[arg(
-        long,
-        env = "GARAGE_INIT_S3_REGION",
-        value_name = "REGION",
-        default_value = "garage",
-        hide_env_values = true
-    )]
-    pub s3_region: String,
-
-    #[command(flatten)]
-    pub cache_layout: CacheLayoutArgs,
 }
 
 /// Where BuildKit's S3 cache keeps its objects in the bucket: BuildKit's
@@ -301,8 +360,9 @@ pub struct LayoutArgs {
     pub tags: Vec<String>,
 }
 
-/// Where the services are as seen from the host. Deliberately other settings
-/// than `apply`'s container-side `--admin-url` and `--s3-url`.
+/// Where the services are as seen from the host. The flags have the names of
+/// `apply`'s, but other variables and defaults: `apply` runs inside the compose
+/// network (`http://garage:3900`), the host commands on the host.
 #[derive(Debug, Clone, Args)]
 pub struct HostEndpointArgs {
     /// The registry's address on the host: host:port (or an http:// URL).
@@ -315,15 +375,16 @@ pub struct HostEndpointArgs {
     )]
     pub registry: String,
 
-    /// Garage's S3 endpoint as seen from the host.
+    /// Garage's S3 API as seen from the host (`--s3-endpoint` is the former name).
     #[arg(
         long,
+        alias = "s3-endpoint",
         env = "GARAGE_INIT_S3_ENDPOINT",
         value_name = "URL",
         default_value = "http://localhost:3900",
         hide_env_values = true
     )]
-    pub s3_endpoint: String,
+    pub s3_url: String,
 }
 
 /// What `check` probes, and `status` when Docker does not answer.
@@ -332,18 +393,20 @@ pub struct ProbeArgs {
     #[command(flatten)]
     pub endpoints: HostEndpointArgs,
 
-    /// Garage's admin API as seen from the host; only its unauthenticated /health is read.
+    /// Garage's admin API as seen from the host: its unauthenticated /health, and with a token the
+    /// bucket's size (`--admin-endpoint` is the former name).
     #[arg(
         long,
+        alias = "admin-endpoint",
         env = "GARAGE_INIT_ADMIN_ENDPOINT",
         value_name = "URL",
         default_value = "http://localhost:3903",
         hide_env_values = true
     )]
-    pub admin_endpoint: String,
+    pub admin_url: String,
 
     #[command(flatten)]
-    pub resources: ResourceArgs,
+    pub access: AccessArgs,
 
     /// Optional here: with it, the bucket's size and object count, and other keys named like the
     /// key, are read from the admin API.
@@ -495,18 +558,22 @@ pub enum CacheCommand {
 /// Settings of every `cache` subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct CacheSettings {
-    /// Garage's S3 endpoint as seen from the host.
+    /// Garage's S3 API as seen from the host (`--s3-endpoint` is the former name).
     #[arg(
         long,
+        alias = "s3-endpoint",
         env = "GARAGE_INIT_S3_ENDPOINT",
         value_name = "URL",
         default_value = "http://localhost:3900",
         hide_env_values = true
     )]
-    pub s3_endpoint: String,
+    pub s3_url: String,
 
     #[command(flatten)]
-    pub resources: ResourceArgs,
+    pub access: AccessArgs,
+
+    #[command(flatten)]
+    pub cache_layout: CacheLayoutArgs,
 
     /// `text` for people; `json`: one object on stdout (`gc`: one object per line).
     #[arg(long, env = "GARAGE_INIT_CACHE_FORMAT", value_name = "FORMAT", value_enum, default_value_t = OutputFormat::Text, hide_env_values = true)]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use url::Url;
 
-use crate::cli::{AdminTokenArgs, ApplyArgs, CacheLayoutArgs, LayoutArgs, ResourceArgs};
+use crate::cli::{AccessArgs, AdminTokenArgs, ApplyArgs, CacheLayoutArgs, LayoutArgs, ResourceArgs};
 use crate::desired::{CacheLayout, Desired, KeyWant, LifecycleWant, RoleTemplate, check_expire_after_days};
 use crate::secret::Secret;
 use crate::validate::{
@@ -46,7 +46,7 @@ impl ApplyConfig {
         let admin_url = parse_http_url(&args.admin_url, &setting("admin-url", "GARAGE_INIT_ADMIN_URL"))?;
         let s3_url = parse_http_url(&args.s3_url, &setting("s3-url", "GARAGE_INIT_S3_URL"))?;
         let admin_token = admin_token(&args.token)?;
-        let Resources { bucket, key, region, lifecycle, cache_layout } = resources(&args.resources)?;
+        let Resources { access: Access { bucket, key, region }, lifecycle, cache_layout } = resources(&args.resources)?;
         let role = role_template(&args.layout)?;
         let mut desired = match &args.spec {
             // A spec that declares only the cluster keeps the flags' bucket and key.
@@ -59,6 +59,9 @@ impl ApplyConfig {
             None => Desired::single(role, bucket, key, lifecycle),
         };
         desired.set_cache_layout(&cache_layout);
+        for key in &desired.keys {
+            warn_if_public_secret(key, &s3_url);
+        }
         Ok(Self {
             admin_url,
             s3_url,
@@ -72,12 +75,19 @@ impl ApplyConfig {
     }
 }
 
-/// The bucket, key and region settings shared by every command.
+/// The bucket, key and region: what every command that talks to Garage needs.
 #[derive(Debug, Clone)]
-pub struct Resources {
+pub struct Access {
     pub bucket: String,
     pub key: KeyWant,
     pub region: String,
+}
+
+/// What `apply` provides, and `env` describes: the bucket and key, its
+/// lifecycle, and where BuildKit's cache is in it.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub access: Access,
     /// The bucket's lifecycle rules; `None` when neither lifecycle setting is given.
     pub lifecycle: Option<LifecycleWant>,
     /// Where BuildKit's cache keeps its objects in the bucket.
@@ -85,7 +95,7 @@ pub struct Resources {
 }
 
 /// Validates the bucket, key and region settings.
-pub fn resources(args: &ResourceArgs) -> Result<Resources, ConfigError> {
+pub fn access(args: &AccessArgs) -> Result<Access, ConfigError> {
     let bucket_setting = setting("bucket", "GARAGE_INIT_BUCKET");
     validate_bucket_name(&args.bucket).map_err(|p| ConfigError::new(&bucket_setting, p))?;
 
@@ -113,11 +123,19 @@ pub fn resources(args: &ResourceArgs) -> Result<Resources, ConfigError> {
             "must be a non-empty word without spaces or slashes, as s3_region in garage.toml",
         ));
     }
+    let key = KeyWant { id, secret: secret.value, name };
+    Ok(Access { bucket: args.bucket.clone(), key, region })
+}
+
+/// Validates the bucket, key, region, lifecycle and cache layout settings.
+pub fn resources(args: &ResourceArgs) -> Result<Resources, ConfigError> {
+    let access = access(&args.access)?;
     let cache_layout = cache_layout(&args.cache_layout)?;
-    let expire_after_days = args.expire_after_days.and_then(|d| d.0);
+    let (expire, abort) = (args.lifecycle.expire_after_days, args.lifecycle.abort_incomplete_uploads_after_days);
+    let expire_after_days = expire.and_then(|d| d.0);
     check_expire_after_days(expire_after_days)
         .map_err(|p| ConfigError::new(setting("expire-after-days", "GARAGE_INIT_EXPIRE_AFTER_DAYS"), p))?;
-    let lifecycle = match (args.expire_after_days, args.abort_incomplete_uploads_after_days) {
+    let lifecycle = match (expire, abort) {
         (None, None) => None,
         (_, abort) => Some(LifecycleWant {
             expire_after_days,
@@ -125,8 +143,36 @@ pub fn resources(args: &ResourceArgs) -> Result<Resources, ConfigError> {
             layout: cache_layout.clone(),
         }),
     };
-    let key = KeyWant { id, secret: secret.value, name };
-    Ok(Resources { bucket: args.bucket.clone(), key, region, lifecycle, cache_layout })
+    Ok(Resources { access, lifecycle, cache_layout })
+}
+
+/// Warns, once per run, when the built-in development key is used with an S3
+/// API that other machines may reach: its secret is public (it is in this
+/// source), so anyone who reaches that address can use the bucket.
+pub fn warn_if_public_secret(key: &KeyWant, s3: &Url) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if key.secret.expose() == DEFAULT_SECRET_ACCESS_KEY && !private_address(s3) {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "the secret access key is garage-init's built-in development secret, which is public, and {}                  may be reachable from other machines: set GARAGE_INIT_SECRET_ACCESS_KEY_FILE (or                  GARAGE_INIT_SECRET_ACCESS_KEY) and GARAGE_INIT_ACCESS_KEY_ID to a key of your own",
+                s3.host_str().unwrap_or_default()
+            )
+        });
+    }
+}
+
+/// An address only this machine, or the compose network, reaches: loopback,
+/// `localhost`, or a name of one label (a compose service such as `garage`).
+fn private_address(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.');
+            name.eq_ignore_ascii_case("localhost") || name.ends_with(".localhost") || !name.contains('.')
+        }
+        None => true,
+    }
 }
 
 /// Validates BuildKit's three prefixes. The manifests' and the blobs' must
@@ -243,5 +289,16 @@ mod tests {
         assert!(layout(None, "", "blobs/").unwrap_err().to_string().contains("must not be empty"));
         assert!(layout(None, "manifests/", "b lobs/").unwrap_err().to_string().contains("--cache-blobs-prefix"));
         assert!(layout(Some(""), "manifests/", "blobs/").is_ok());
+    }
+
+    #[test]
+    fn the_public_secret_is_fine_only_where_other_machines_cannot_reach() {
+        let private = |u: &str| private_address(&Url::parse(u).unwrap());
+        for local in ["http://localhost:3900", "http://127.0.0.1:3900", "http://[::1]:3900", "http://garage:3900"] {
+            assert!(private(local), "{local}");
+        }
+        for shared in ["http://10.0.0.5:3900", "http://s3.example.com", "http://garage.lan:3900", "http://[fd00::1]"] {
+            assert!(!private(shared), "{shared}");
+        }
     }
 }

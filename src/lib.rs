@@ -62,7 +62,7 @@ use std::sync::{Arc, OnceLock};
 
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{Cli, Command, LogFormat};
+use crate::cli::{Cli, Command, LogFormat, Verbosity};
 use crate::config::ApplyConfig;
 use crate::error::Error;
 use crate::exit::Code;
@@ -71,11 +71,11 @@ use crate::report::Reporter;
 /// Runs the command line to completion and prints the outcome; returns the exit code.
 /// SIGINT and SIGTERM end the process from their own thread ([`exit_on_stop_signals`]).
 pub async fn run(cli: Cli) -> Code {
-    let format = cli.log_format;
+    let (format, quiet) = (cli.output_format(), cli.verbosity().quiet());
     let result = match cli.command {
-        None => apply(&cli.apply, format).await,
-        Some(Command::Apply(args)) => apply(&args, format).await,
-        Some(Command::Plan(args)) => plan(&args, format).await,
+        None => apply(&cli.apply, Reporter::new(format, quiet)).await,
+        Some(Command::Apply(args)) => apply(&args, Reporter::new(format, quiet)).await,
+        Some(Command::Plan(args)) => plan(&args, Reporter::new(format, quiet)).await,
         Some(Command::Check(args)) => host::check::run(&args).await,
         Some(Command::Env(args)) => host::env::run(&args),
         Some(Command::Status(args)) => host::status::run(&args).await,
@@ -92,16 +92,14 @@ pub async fn run(cli: Cli) -> Code {
     }
 }
 
-async fn apply(args: &cli::ApplyArgs, format: LogFormat) -> Result<Code, Error> {
+async fn apply(args: &cli::ApplyArgs, mut reporter: Reporter) -> Result<Code, Error> {
     let cfg = ApplyConfig::from_args(args)?;
-    let mut reporter = Reporter::new(format);
     converge::apply(&cfg, &mut reporter).await.map(|()| Code::Ok)
 }
 
-async fn plan(args: &cli::ApplyArgs, format: LogFormat) -> Result<Code, Error> {
+async fn plan(args: &cli::ApplyArgs, mut reporter: Reporter) -> Result<Code, Error> {
     use converge::Verdict;
     let cfg = ApplyConfig::from_args(args)?;
-    let mut reporter = Reporter::new(format);
     let verdict = converge::preview(&cfg, &mut reporter).await?;
     Ok(match verdict {
         Verdict::NothingToDo => Code::Ok,
@@ -196,6 +194,7 @@ pub fn print_error(e: &Error, format: LogFormat) {
         }
         LogFormat::Json => tracing::error!(
             target: report::TARGET,
+            format_version = output::JSON_FORMAT_VERSION,
             exit_code = e.code().as_u8(),
             hint = hint.as_deref().unwrap_or(""),
             "{e}"
@@ -203,12 +202,23 @@ pub fn print_error(e: &Error, format: LogFormat) {
     }
 }
 
-/// Diagnostics follow `RUST_LOG` (default: info for garage-init, warnings
-/// from libraries); report lines are always on.
-pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("warn,garage_init=info"))
-        .add_directive(format!("{}=info", report::TARGET).parse().expect("static directive"));
+/// Diagnostics follow `-q`/`-v` (default: info for garage-init, warnings
+/// from libraries), then `RUST_LOG`'s directives on top; report lines are
+/// always on.
+pub fn init_logging(format: LogFormat, verbosity: Verbosity) {
+    let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let filter = match (verbosity, rust_log) {
+        // RUST_LOG alone says everything, as it always has.
+        (Verbosity::Level(0), Some(rust_log)) => EnvFilter::new(rust_log),
+        // Its directives come after the flags', so that where both name a
+        // target, RUST_LOG's level is kept. One it cannot read is skipped.
+        (_, rust_log) => rust_log
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|d| d.trim().parse().ok())
+            .fold(EnvFilter::new(log_directives(verbosity)), EnvFilter::add_directive),
+    };
+    let filter = filter.add_directive(format!("{}=info", report::TARGET).parse().expect("static directive"));
     // A closed stderr or stdout must not change the exit code (see `output`):
     // tracing's own complaint about a failed write would go to a closed stderr.
     let builder = tracing_subscriber::fmt().with_env_filter(filter).log_internal_errors(false);
@@ -225,9 +235,31 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// The diagnostics `-q` and `-v` ask for, as `RUST_LOG` would say it.
+fn log_directives(verbosity: Verbosity) -> &'static str {
+    match verbosity {
+        Verbosity::Quiet => "error",
+        Verbosity::Level(0) => "warn,garage_init=info",
+        Verbosity::Level(1) => "warn,garage_init=debug",
+        Verbosity::Level(2) => "info,garage_init=trace",
+        Verbosity::Level(_) => "trace",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    #[test]
+    fn each_v_says_more_and_q_says_least() {
+        use super::{Verbosity, log_directives};
+        let levels: Vec<_> = [Verbosity::Quiet, Verbosity::Level(0), Verbosity::Level(1), Verbosity::Level(2)]
+            .into_iter()
+            .map(log_directives)
+            .collect();
+        assert_eq!(levels, ["error", "warn,garage_init=info", "warn,garage_init=debug", "info,garage_init=trace"]);
+        assert_eq!(log_directives(Verbosity::Level(7)), "trace");
+    }
 
     /// The modules of the crate that a source file names (`crate::x`, or
     /// `crate::admin::types`), outside comments and its tests.

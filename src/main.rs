@@ -9,8 +9,8 @@ fn main() -> ExitCode {
     let format = Arc::new(OnceLock::new());
     let listening = garage_init::exit_on_stop_signals(Arc::clone(&format));
     let cli = Cli::parse();
-    garage_init::init_logging(cli.log_format);
-    let _ = format.set(cli.log_format);
+    garage_init::init_logging(cli.output_format(), cli.verbosity());
+    let _ = format.set(cli.output_format());
     if let Err(e) = listening {
         tracing::warn!("SIGINT and SIGTERM keep their default action: cannot handle them: {e}");
     }

@@ -37,3 +37,25 @@ macro_rules! out {
 macro_rules! errln {
     ($($arg:tt)*) => { $crate::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
 }
+
+/// The version of the JSON that garage-init prints: every object on stdout has
+/// it as `format_version`. Raised when a field is removed or changes meaning;
+/// new fields may appear without it.
+pub const JSON_FORMAT_VERSION: u32 = 1;
+
+/// `value` with its `format_version`, as one line.
+pub fn json_line(value: serde_json::Value) -> String {
+    versioned(value).to_string()
+}
+
+/// `value` with its `format_version`, indented for people.
+pub fn json_document(value: serde_json::Value) -> String {
+    serde_json::to_string_pretty(&versioned(value)).expect("JSON values always serialize")
+}
+
+fn versioned(mut value: serde_json::Value) -> serde_json::Value {
+    if let serde_json::Value::Object(fields) = &mut value {
+        fields.insert("format_version".into(), JSON_FORMAT_VERSION.into());
+    }
+    value
+}

@@ -1,5 +1,5 @@
 //! What a run tells its user: one line per resource, then a final line.
-//! Text goes to stdout for people; with `--log-format json` every line is a
+//! Text goes to stdout for people; with `--format json` every line is a
 //! JSON object (through `tracing`, target `garage_init::report`).
 
 use std::fmt;
@@ -7,6 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::cli::LogFormat;
+use crate::output::JSON_FORMAT_VERSION;
 
 /// The tracing target of report events. Logging setup always enables it, so
 /// that `RUST_LOG=warn` quiets diagnostics but never the report.
@@ -68,16 +69,23 @@ pub struct PlanCounts {
 #[derive(Debug)]
 pub struct Reporter {
     format: LogFormat,
+    /// `-q`: only drift and warnings are printed, and the closing line.
+    quiet: bool,
     lines: Vec<Line>,
 }
 
 impl Reporter {
-    pub fn new(format: LogFormat) -> Self {
-        Self { format, lines: Vec::new() }
+    pub fn new(format: LogFormat, quiet: bool) -> Self {
+        Self { format, quiet, lines: Vec::new() }
     }
 
     /// Prints one resource's outcome as soon as it is known.
     pub fn record(&mut self, line: Line) {
+        let worth_noting = matches!(line.outcome, Outcome::Drift | Outcome::Warning);
+        if self.quiet && !worth_noting {
+            self.lines.push(line);
+            return;
+        }
         match self.format {
             LogFormat::Text => {
                 let mut out = std::io::stdout().lock();
@@ -85,6 +93,7 @@ impl Reporter {
             }
             LogFormat::Json => tracing::info!(
                 target: TARGET,
+                format_version = JSON_FORMAT_VERSION,
                 resource = %line.resource,
                 outcome = %line.outcome,
                 detail = %line.detail,
@@ -127,6 +136,7 @@ impl Reporter {
             }
             LogFormat::Json => tracing::info!(
                 target: TARGET,
+                format_version = JSON_FORMAT_VERSION,
                 elapsed_ms = ms,
                 created,
                 updated,
@@ -155,7 +165,7 @@ impl Reporter {
                 let _ = writeln!(std::io::stdout().lock(), "garage-init plan: {summary}");
             }
             LogFormat::Json => {
-                tracing::info!(target: TARGET, to_create = create, to_update = update, drift, "plan: {summary}")
+                tracing::info!(target: TARGET, format_version = JSON_FORMAT_VERSION, to_create = create, to_update = update, drift, "plan: {summary}")
             }
         }
         PlanCounts { changes: create + update, drift }

@@ -329,7 +329,7 @@ async fn trace_logs_never_show_the_token_or_the_secret() {
         "GARAGE_INIT_ACCESS_KEY_ID",
         &key_id,
     );
-    for args in [&[][..], &["--log-format", "json"][..]] {
+    for args in [&[][..], &["--format", "json"][..]] {
         let run = garage_init(&env, args).await;
         assert_eq!(run.code, 0, "{run:?}");
         assert!(run.all_output().len() > 2000, "trace output is suspiciously short: {run:?}");
@@ -348,7 +348,7 @@ async fn trace_logs_never_show_the_token_or_the_secret() {
 #[tokio::test]
 async fn json_log_format_gives_one_object_per_line() {
     let g = Garage::started().await;
-    let run = garage_init(&g.init_env(), &["--log-format", "json"]).await;
+    let run = garage_init(&g.init_env(), &["--format", "json"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let events: Vec<serde_json::Value> =
         run.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();

@@ -244,7 +244,7 @@ async fn check_wait_gives_up_after_its_time_with_the_last_result() {
 async fn invalid_host_settings_exit_2_naming_the_setting() {
     let run = garage_init(&[("GARAGE_INIT_S3_ENDPOINT".into(), "https://localhost:3900".into())], &["check"]).await;
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)"), "{run:?}");
+    assert!(run.stderr.contains("--s3-url (GARAGE_INIT_S3_ENDPOINT)"), "{run:?}");
 }
 
 // ---- env ----

@@ -560,15 +560,11 @@ async fn a_url_with_a_password_is_refused_from_every_source_without_repeating_it
             vec!["env"],
             "--registry (GARAGE_INIT_REGISTRY)",
         ),
-        (
-            vec![],
-            vec!["env", "--s3-endpoint", "http://key:hunter2@localhost:3900"],
-            "--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)",
-        ),
+        (vec![], vec!["env", "--s3-url", "http://key:hunter2@localhost:3900"], "--s3-url (GARAGE_INIT_S3_ENDPOINT)"),
         (
             vec![("GARAGE_INIT_ADMIN_ENDPOINT".into(), "http://admin:hunter2@localhost:3903".into())],
             vec!["check"],
-            "--admin-endpoint (GARAGE_INIT_ADMIN_ENDPOINT)",
+            "--admin-url (GARAGE_INIT_ADMIN_ENDPOINT)",
         ),
     ];
     for (env, args, setting) in cases {

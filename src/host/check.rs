@@ -321,7 +321,7 @@ impl Report {
                     crate::outln!("{line}");
                 }
             }
-            OutputFormat::Json => print_json(&self.to_json()),
+            OutputFormat::Json => print_json(self.to_json()),
         }
         self.print_problems();
     }
@@ -576,27 +576,11 @@ mod tests {
     }
 
     fn cfg() -> ProbeConfig {
-        use crate::cli::{AdminTokenArgs, HostEndpointArgs, ProbeArgs, ResourceArgs};
-        ProbeConfig::from_args(&ProbeArgs {
-            endpoints: HostEndpointArgs {
-                registry: "localhost:5050".into(),
-                s3_endpoint: "http://localhost:3900".into(),
-            },
-            admin_endpoint: "http://localhost:3903".into(),
-            resources: ResourceArgs {
-                bucket: "buildkit-cache".into(),
-                key_name: "buildkit-key".into(),
-                access_key_id: None,
-                secret_access_key: None,
-                secret_access_key_file: None,
-                expire_after_days: None,
-                abort_incomplete_uploads_after_days: None,
-                s3_region: "garage".into(),
-                cache_layout: Default::default(),
-            },
-            token: AdminTokenArgs { admin_token: None, admin_token_file: None },
-        })
-        .unwrap()
+        use clap::Parser;
+        match crate::cli::Cli::parse_from(["garage-init", "check"]).command {
+            Some(crate::cli::Command::Check(args)) => ProbeConfig::from_args(&args.probes).unwrap(),
+            other => unreachable!("`check` parses as {other:?}"),
+        }
     }
 
     fn s3_error(status: u16, code: &str, message: &str) -> Result<Probed, Failure> {

@@ -42,7 +42,7 @@ pub const COMPOSE_REGISTRY: &str = "registry:5000";
 impl Connection {
     pub fn from_args(args: &EnvArgs) -> Result<Self, ConfigError> {
         let endpoints = HostEndpoints::from_args(&args.endpoints)?;
-        let crate::config::Resources { bucket, key, region, lifecycle, cache_layout } =
+        let crate::config::Resources { access: crate::config::Access { bucket, key, region }, lifecycle, cache_layout } =
             crate::config::resources(&args.resources)?;
         let cache_name = args.cache_name.trim().to_string();
         if cache_name.is_empty() || cache_name.chars().any(|c| c.is_whitespace() || c == ',' || c == '"') {
@@ -50,6 +50,9 @@ impl Connection {
                 "--cache-name (GARAGE_INIT_CACHE_NAME)",
                 "must be a non-empty word without spaces, commas or quotes",
             ));
+        }
+        if args.seen_from == SeenFrom::Host {
+            crate::config::warn_if_public_secret(&key, &endpoints.s3.url);
         }
         let (registry, s3_endpoint) = match args.seen_from {
             SeenFrom::Host => (endpoints.registry.shown, endpoints.s3.url_text()),
@@ -160,7 +163,7 @@ impl Connection {
                         "abort_incomplete_uploads_after_days": l.abort_incomplete_uploads_after_days,
                     })),
                 });
-                serde_json::to_string_pretty(&value).expect("JSON values always serialize") + "\n"
+                crate::output::json_document(value) + "\n"
             }
         }
     }
@@ -246,29 +249,13 @@ fn csv_field(field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{HostEndpointArgs, ResourceArgs};
 
+    /// `env` with every default, as the command line gives them.
     fn args() -> EnvArgs {
-        EnvArgs {
-            endpoints: HostEndpointArgs {
-                registry: "localhost:5050".into(),
-                s3_endpoint: "http://localhost:3900".into(),
-            },
-            resources: ResourceArgs {
-                bucket: "buildkit-cache".into(),
-                key_name: "buildkit-key".into(),
-                access_key_id: None,
-                secret_access_key: None,
-                secret_access_key_file: None,
-                expire_after_days: None,
-                abort_incomplete_uploads_after_days: None,
-                s3_region: "garage".into(),
-                cache_layout: Default::default(),
-            },
-            format: EnvFormat::Shell,
-            cache_name: "buildkit".into(),
-            seen_from: SeenFrom::Host,
-            buildkit_client: BuildkitClient::Buildctl,
+        use clap::Parser;
+        match crate::cli::Cli::parse_from(["garage-init", "env"]).command {
+            Some(crate::cli::Command::Env(args)) => args,
+            other => unreachable!("`env` parses as {other:?}"),
         }
     }
 
@@ -340,7 +327,7 @@ mod tests {
         ] {
             let mut a = args();
             (a.seen_from, a.buildkit_client) = (seen_from, client);
-            a.resources.expire_after_days = Some(crate::validate::Days(Some(30)));
+            a.resources.lifecycle.expire_after_days = Some(crate::validate::Days(Some(30)));
             let c = Connection::from_args(&a).unwrap();
             let reads = as_buildkit_reads(&c.render(EnvFormat::Buildkit));
             assert_eq!(reads.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(), flags);
@@ -394,7 +381,7 @@ mod tests {
     fn the_cache_layout_is_the_one_the_rules_use() {
         let mut a = args();
         a.resources.cache_layout.cache_prefix = Some("ci/".into());
-        a.resources.expire_after_days = Some(crate::validate::Days(Some(30)));
+        a.resources.lifecycle.expire_after_days = Some(crate::validate::Days(Some(30)));
         let c = Connection::from_args(&a).unwrap();
         let import = c.buildkit_cache(false);
         assert!(
@@ -414,7 +401,7 @@ mod tests {
         use crate::validate::Days;
         let with = |expire: Option<u32>| {
             let mut a = args();
-            a.resources.expire_after_days = Some(Days(expire));
+            a.resources.lifecycle.expire_after_days = Some(Days(expire));
             Connection::from_args(&a)
         };
         assert_eq!(with(Some(30)).unwrap().touch_refresh().as_deref(), Some("24h"));

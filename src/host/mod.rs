@@ -79,7 +79,7 @@ impl HostEndpoints {
                 format!("`{}` has a path; a registry address is host:port, e.g. localhost:5050", args.registry.trim()),
             ));
         }
-        let s3 = Endpoint::parse(&args.s3_endpoint, "--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)")?;
+        let s3 = Endpoint::parse(&args.s3_url, "--s3-url (GARAGE_INIT_S3_ENDPOINT)")?;
         Ok(Self { registry, s3 })
     }
 }
@@ -99,8 +99,9 @@ pub struct ProbeConfig {
 impl ProbeConfig {
     pub fn from_args(args: &ProbeArgs) -> Result<Self, ConfigError> {
         let endpoints = HostEndpoints::from_args(&args.endpoints)?;
-        let admin = Endpoint::parse(&args.admin_endpoint, "--admin-endpoint (GARAGE_INIT_ADMIN_ENDPOINT)")?;
-        let crate::config::Resources { bucket, key, region, .. } = crate::config::resources(&args.resources)?;
+        let admin = Endpoint::parse(&args.admin_url, "--admin-url (GARAGE_INIT_ADMIN_ENDPOINT)")?;
+        let crate::config::Access { bucket, key, region } = crate::config::access(&args.access)?;
+        crate::config::warn_if_public_secret(&key, &endpoints.s3.url);
         let given = args.token.admin_token.is_some() || args.token.admin_token_file.is_some();
         let admin_token = if given { Some(crate::config::admin_token(&args.token)?) } else { None };
         Ok(Self { endpoints, admin, bucket, key, region, admin_token })
@@ -108,8 +109,8 @@ impl ProbeConfig {
 }
 
 /// Writes a JSON document and a newline to stdout.
-fn print_json(value: &serde_json::Value) {
-    crate::outln!("{}", serde_json::to_string_pretty(value).expect("JSON values always serialize"));
+fn print_json(value: serde_json::Value) {
+    crate::outln!("{}", crate::output::json_document(value));
 }
 
 #[cfg(test)]
@@ -117,7 +118,7 @@ mod tests {
     use super::*;
 
     fn endpoints(registry: &str, s3: &str) -> Result<HostEndpoints, ConfigError> {
-        HostEndpoints::from_args(&HostEndpointArgs { registry: registry.into(), s3_endpoint: s3.into() })
+        HostEndpoints::from_args(&HostEndpointArgs { registry: registry.into(), s3_url: s3.into() })
     }
 
     #[test]
@@ -141,6 +142,6 @@ mod tests {
         let err = endpoints("localhost:5050/v2", "http://localhost:3900").unwrap_err();
         assert!(err.to_string().contains("--registry (GARAGE_INIT_REGISTRY)"), "{err}");
         let err = endpoints("localhost:5050", "https://localhost:3900").unwrap_err();
-        assert!(err.to_string().contains("--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)"), "{err}");
+        assert!(err.to_string().contains("--s3-url (GARAGE_INIT_S3_ENDPOINT)"), "{err}");
     }
 }

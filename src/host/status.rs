@@ -254,7 +254,7 @@ impl StackStatus {
         }
         match format {
             OutputFormat::Text => crate::out!("{}", self.text()),
-            OutputFormat::Json => print_json(&self.to_json()),
+            OutputFormat::Json => print_json(self.to_json()),
         }
         match &self.outcome {
             Outcome::NoDocker { probes, .. } => probes.print_problems(),

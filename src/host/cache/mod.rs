@@ -54,9 +54,11 @@ pub struct CacheConfig {
 
 impl CacheConfig {
     pub fn from_args(args: &CacheSettings) -> Result<Self, crate::validate::ConfigError> {
-        let s3 = Endpoint::parse(&args.s3_endpoint, "--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)")?;
-        let r = crate::config::resources(&args.resources)?;
-        Ok(Self { s3, bucket: r.bucket, key: r.key, region: r.region, layout: r.cache_layout, format: args.format })
+        let s3 = Endpoint::parse(&args.s3_url, "--s3-url (GARAGE_INIT_S3_ENDPOINT)")?;
+        let crate::config::Access { bucket, key, region } = crate::config::access(&args.access)?;
+        let layout = crate::config::cache_layout(&args.cache_layout)?;
+        crate::config::warn_if_public_secret(&key, &s3.url);
+        Ok(Self { s3, bucket, key, region, layout, format: args.format })
     }
 }
 
@@ -91,7 +93,9 @@ pub async fn run(args: &CacheArgs) -> Result<Code, Error> {
             if cfg.format == OutputFormat::Json {
                 crate::outln!(
                     "{}",
-                    json!({ "error": stop.message, "hint": stop.hint, "exit_code": stop.code.as_u8() })
+                    crate::output::json_line(
+                        json!({ "error": stop.message, "hint": stop.hint, "exit_code": stop.code.as_u8() })
+                    )
                 );
             }
             crate::errln!("Error: {}\n{}", stop.message, stop.hint);
@@ -294,7 +298,7 @@ async fn stats(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Res
         .collect();
     let oldest = census.oldest_unlisted.map(|t| t.to_string());
     match cfg.format {
-        OutputFormat::Json => print_json(&json!({
+        OutputFormat::Json => print_json(json!({
             "bucket": cfg.bucket,
             "prefixes": { "manifests": cfg.layout.manifests(), "blobs": cfg.layout.blobs() },
             "total": { "objects": manifests.objects + census.blobs.objects, "bytes": manifests.bytes + census.blobs.bytes },
@@ -409,7 +413,7 @@ async fn verify(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Re
     let broken = broken(&census);
     let code = if broken.is_empty() { Code::Ok } else { Code::CacheBroken };
     match cfg.format {
-        OutputFormat::Json => print_json(&json!({
+        OutputFormat::Json => print_json(json!({
             "bucket": cfg.bucket,
             "manifests": census.manifests.len(),
             "whole": census.manifests.len() - broken.len(),
@@ -465,7 +469,7 @@ async fn repair(cfg: &CacheConfig, store: &Store, progress: &mut Progress, yes: 
     if !yes || broken.is_empty() {
         let code = if broken.is_empty() { Code::Ok } else { Code::CacheBroken };
         if json {
-            print_json(&json!({
+            print_json(json!({
                 "bucket": cfg.bucket,
                 "dry_run": true,
                 "would_remove": broken.iter().map(|(m, b)| broken_json(cfg, m, b)).collect::<Vec<_>>(),
@@ -511,7 +515,7 @@ async fn repair(cfg: &CacheConfig, store: &Store, progress: &mut Progress, yes: 
     let code = if removed.len() == broken.len() { Code::Ok } else { Code::CacheBroken };
     let kept_why = "written again since it was read: `garage-init cache verify` checks it anew";
     if json {
-        print_json(&json!({
+        print_json(json!({
             "bucket": cfg.bucket,
             "dry_run": false,
             "removed": removed.iter().map(|(m, b)| broken_json(cfg, m, b)).collect::<Vec<_>>(),
@@ -573,7 +577,12 @@ async fn gc(
         );
         let hint = "Run `garage-init cache repair --yes` to remove it, then gc again.".to_string();
         if json {
-            crate::outln!("{}", json!({ "error": message, "hint": hint, "exit_code": Code::CacheBroken.as_u8() }));
+            crate::outln!(
+                "{}",
+                crate::output::json_line(
+                    json!({ "error": message, "hint": hint, "exit_code": Code::CacheBroken.as_u8() })
+                )
+            );
         }
         crate::errln!("Error: {message}\n{hint}");
         return Ok(Code::CacheBroken);
@@ -641,7 +650,9 @@ async fn gc(
                 if json {
                     crate::outln!(
                         "{}",
-                        json!({ "blob": c.key, "size": c.size, "last_modified": c.last_modified, "action": action, "error": why })
+                        crate::output::json_line(
+                            json!({ "blob": c.key, "size": c.size, "last_modified": c.last_modified, "action": action, "error": why })
+                        )
                     );
                 } else {
                     let error = why.map(|w| format!(": S3 did not delete it: {w}")).unwrap_or_default();
@@ -732,7 +743,7 @@ fn gc_summary(cfg: &CacheConfig, census: &Census, done: &Collected, grace: &str,
     if cfg.format == OutputFormat::Json {
         crate::outln!(
             "{}",
-            json!({ "summary": {
+            crate::output::json_line(json!({ "summary": {
                 "bucket": cfg.bucket,
                 "dry_run": !yes,
                 "older_than_seconds": older_than.as_secs(),
@@ -746,7 +757,7 @@ fn gc_summary(cfg: &CacheConfig, census: &Census, done: &Collected, grace: &str,
                 "kept_since_listed": done.kept,
                 "failed": done.failed,
                 "warning": warning,
-            }, "exit_code": if done.failed > 0 { 1 } else { 0 } })
+            }, "exit_code": if done.failed > 0 { 1 } else { 0 } }))
         );
         return;
     }
@@ -808,22 +819,12 @@ mod tests {
 
     #[test]
     fn s3_failures_say_where_and_what_next() {
-        let cfg = CacheConfig::from_args(&CacheSettings {
-            s3_endpoint: "http://localhost:3900".into(),
-            resources: crate::cli::ResourceArgs {
-                bucket: "buildkit-cache".into(),
-                key_name: "buildkit-key".into(),
-                access_key_id: None,
-                secret_access_key: None,
-                secret_access_key_file: None,
-                expire_after_days: None,
-                abort_incomplete_uploads_after_days: None,
-                s3_region: "garage".into(),
-                cache_layout: Default::default(),
-            },
-            format: OutputFormat::Text,
-        })
-        .unwrap();
+        use clap::Parser;
+        let cli = crate::cli::Cli::parse_from(["garage-init", "cache", "stats"]);
+        let Some(crate::cli::Command::Cache(CacheArgs { command: CacheCommand::Stats(settings) })) = cli.command else {
+            unreachable!("`cache stats` parses as such")
+        };
+        let cfg = CacheConfig::from_args(&settings).unwrap();
         let status = |status, code: &str| Failure::Status {
             op: "ListObjectsV2",
             status,
