@@ -88,6 +88,20 @@ fn secs(d: Duration) -> String {
     if d.subsec_millis() == 0 { format!("{}s", d.as_secs()) } else { format!("{:.1}s", d.as_secs_f64()) }
 }
 
+/// Something Garage holds that contradicts the wanted state and that
+/// garage-init will not overwrite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub message: String,
+    pub hint: String,
+}
+
+impl From<Conflict> for Error {
+    fn from(c: Conflict) -> Self {
+        Error::Conflict { message: c.message, hint: c.hint }
+    }
+}
+
 impl Error {
     pub fn code(&self) -> Code {
         match self {

@@ -295,4 +295,37 @@ mod tests {
             assert_eq!(crate_paths(source), expected, "src/{file}.rs: update the `//! # Layout` map in lib.rs too");
         }
     }
+
+    /// The sibling modules a file of `converge/` names (`super::x`), outside comments and its tests.
+    fn sibling_paths(source: &str) -> BTreeSet<String> {
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        code.lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .flat_map(|line| line.match_indices("super::").map(move |(i, _)| &line[i + "super::".len()..]))
+            .map(|rest| rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect())
+            .collect()
+    }
+
+    /// Within `converge/`, each module depends only on the ones before it in
+    /// this list: the per-resource rules on none, then observation, the plan,
+    /// execution, and the error policy that judges all of them.
+    #[test]
+    fn converge_modules_depend_one_way_without_a_circle() {
+        let modules = [
+            ("bucket", include_str!("converge/bucket.rs"), &[][..]),
+            ("key", include_str!("converge/key.rs"), &[]),
+            ("layout", include_str!("converge/layout.rs"), &[]),
+            ("lifecycle", include_str!("converge/lifecycle.rs"), &[]),
+            ("observe", include_str!("converge/observe.rs"), &["bucket", "layout", "lifecycle"]),
+            ("plan", include_str!("converge/plan.rs"), &["bucket", "key", "layout", "lifecycle", "observe"]),
+            ("execute", include_str!("converge/execute.rs"), &["layout", "lifecycle", "observe", "plan"]),
+            ("policy", include_str!("converge/policy.rs"), &["execute", "key", "lifecycle", "observe", "plan"]),
+        ];
+        for (i, (file, source, expected)) in modules.iter().enumerate() {
+            let expected: BTreeSet<String> = expected.iter().map(|m| m.to_string()).collect();
+            assert_eq!(sibling_paths(source), expected, "src/converge/{file}.rs");
+            let earlier: Vec<&str> = modules[..i].iter().map(|m| m.0).collect();
+            assert!(expected.iter().all(|m| earlier.contains(&m.as_str())), "{file} depends on a later module");
+        }
+    }
 }

@@ -81,11 +81,6 @@ impl Progress {
         self.steps.lock().unwrap().retain(|p| p.step != step);
     }
 
-    /// Keeps only the steps `keep` accepts (the others are done).
-    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.steps.lock().unwrap().retain(|p| keep(&p.step));
-    }
-
     pub fn unfinished(&self) -> Vec<Pending> {
         self.steps.lock().unwrap().clone()
     }
@@ -260,7 +255,7 @@ mod tests {
         progress.finished("bucket");
         let pending = |step: &str, e: Option<&str>| Pending { step: step.into(), last_error: e.map(Into::into) };
         assert_eq!(progress.unfinished(), vec![pending("layout", None), pending("key", Some("Connection refused"))]);
-        progress.retain(|s| s != "layout");
+        progress.finished("layout");
         assert_eq!(progress.unfinished(), vec![pending("key", Some("Connection refused"))]);
     }
 }

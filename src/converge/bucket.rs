@@ -9,7 +9,7 @@ use crate::admin::types::{BucketInfo, Permissions, Quotas};
 use crate::desired::{BucketWant, GrantWant};
 use crate::report::{Line, Outcome, human_bytes, short_id};
 
-use super::plan::Conflict;
+use crate::error::Conflict;
 
 /// "max size 50.0 GB, max objects 1000" or "no quotas".
 pub fn describe_quotas(q: Quotas) -> String {

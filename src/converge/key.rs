@@ -6,7 +6,7 @@
 use crate::admin::types::KeyInfo;
 use crate::desired::KeyWant;
 
-use super::plan::Conflict;
+use crate::error::Conflict;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum KeyPlan {

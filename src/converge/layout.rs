@@ -15,7 +15,7 @@ use crate::admin::types::{ClusterLayout, ClusterStatus, LayoutHistory, LayoutPar
 use crate::desired::{ClusterWant, NodeWant, NodesWant};
 use crate::report::{human_bytes, short_id};
 
-use super::plan::Conflict;
+use crate::error::Conflict;
 
 /// Capacity used when neither the settings nor Garage give a size.
 pub const FALLBACK_CAPACITY: u64 = 1_000_000_000;

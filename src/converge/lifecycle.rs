@@ -277,12 +277,12 @@ pub fn others(current: &[Rule]) -> usize {
 /// Rules of ours that read back otherwise than this run wrote them: another
 /// writer (a concurrent run with another declaration, or a person) changed
 /// them in between, and Garage keeps the last writer's.
-pub fn overwritten(bucket: &str, written: &[Rule], read: &[Rule]) -> crate::converge::plan::Conflict {
+pub fn overwritten(bucket: &str, written: &[Rule], read: &[Rule]) -> crate::error::Conflict {
     let ours = |rules: &[Rule]| -> String {
         let mine: Vec<String> = rules.iter().filter(|r| r.ours()).map(Rule::describe).collect();
         if mine.is_empty() { "none of garage-init's rules".into() } else { mine.join("; ") }
     };
-    crate::converge::plan::Conflict {
+    crate::error::Conflict {
         message: format!(
             "lifecycle rules of bucket {bucket} were changed by someone else while this run applied them: \
              it wrote {}, and read back {}",

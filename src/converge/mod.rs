@@ -11,11 +11,30 @@
 //! is and converged in the same run. `garage-init plan` prints the same plan
 //! value that `apply` executes.
 //!
+//! One turn of the loop makes one decision (`Next`: wait, observe again,
+//! check readiness, execute a wave, prove), and [`apply`] is a `match` on it.
+//! Whatever fails on the way (a read, a change, the proof) goes to the one
+//! error policy, [`policy::decide`], which says: look again (and how fast),
+//! try again on the same observation, or stop.
+//!
 //! - [`observe`]: every read, and the [`observe::Observed`] snapshot;
 //! - [`plan`]: the pure decision, its [`plan::Action`]s and their report lines;
 //! - [`execute`]: every write, folding Garage's answers into the snapshot;
+//! - [`policy`]: what a failure means, and the run's [`policy::Memory`];
 //! - [`layout`], [`key`], [`bucket`], [`lifecycle`]: the per-resource
 //!   decisions `plan` uses.
+//!
+//! Adding a resource kind (or an attribute of one):
+//! 1. the wanted state: a field in [`crate::desired`], set from the spec or flags;
+//! 2. its rules: a module beside [`bucket`] with a pure `plan_*` that compares
+//!    wanted and observed, and says what it needs observed;
+//! 3. the read: [`observe`] fills the snapshot (and `Reads` says when);
+//! 4. the write: an [`plan::Action`] variant, its report line and phase in
+//!    [`plan`], its request in [`execute`];
+//! 5. a test against real Garage in `tests/apply.rs`, and `plan == apply` holds.
+//!
+//! Failures need no new rule unless Garage answers the new request in a new
+//! way: then [`policy::decide`] gets a row, and its table test one more case.
 
 pub mod bucket;
 pub mod execute;
@@ -24,23 +43,24 @@ pub mod layout;
 pub mod lifecycle;
 pub mod observe;
 pub mod plan;
+pub mod policy;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::admin::{AdminClient, AdminError};
+use crate::admin::AdminClient;
 use crate::config::ApplyConfig;
-use crate::desired::NodesWant;
+use crate::desired::{Desired, NodesWant};
 use crate::error::{Error, display_url};
 use crate::report::{Line, Outcome, Reporter};
 use crate::s3check;
 use crate::wait::{InFlight, Progress, Waiter};
 
-use execute::ActionError;
-use observe::{Leftovers, Member, Observed, Readiness, Reads, UnansweredCreate};
+use observe::{Leftovers, Member, Observed, Readiness, Reads};
 use plan::{Action, Resource};
+use policy::{Decision, Memory, Pace};
 
 /// An observation older than this is read again rather than trusted while
 /// Garage stays unready or the proof keeps failing: long enough not to
@@ -48,15 +68,6 @@ use plan::{Action, Resource};
 /// takes 1–2 s on a cluster), short enough to see a Garage that came back
 /// without its layout within a second.
 const TRUST_UNEXPLAINED_WAIT: Duration = Duration::from_secs(1);
-/// How often Garage may give the same definite error answer (a 5xx, 404 or
-/// 409) to the same resource, with a fresh observation in between, before
-/// the answer is taken as final.
-const DEFINITE_FAILURES: u32 = 2;
-/// How long Garage may keep saying that its storage fails (a full disk, an
-/// I/O error) before the answer is taken as final: a moment, in case space
-/// is being freed, but far less than a deadline.
-const STORAGE_GRACE: Duration = Duration::from_secs(5);
-
 /// The admin APIs a run talks to: one per listed node, or the one `--admin-url`;
 /// one client each, with its own connections and its own bound on requests in flight.
 pub fn members(cfg: &ApplyConfig) -> Result<Vec<Member>, Error> {
@@ -99,297 +110,283 @@ fn in_flight<'a>(members: &'a [Member], s3: &'a s3check::Prover) -> Vec<&'a InFl
     members.iter().map(|m| m.client.in_flight()).chain([s3.in_flight()]).collect()
 }
 
-/// What the loop has learnt that outlives one observation: facts about
-/// Garage's answers, not about its state.
-#[derive(Default)]
-struct Memory {
-    /// Resources whose action Garage refused with a definite answer, and how
-    /// often, while each observation since still planned that action (one
-    /// that finds the resource in place forgets them).
-    definite: HashMap<Resource, u32>,
-    /// Resources whose change failed without a definite refusal: a later
-    /// observation that finds one in place most likely sees that change.
-    unanswered: Vec<Resource>,
-    /// Bucket creates that got no answer (or a 5xx), each with the buckets
-    /// that existed before the first of them: a bucket still missing may have
-    /// been stored without its name, and only a nameless bucket made since is
-    /// taken for it. A create is sent again only once an observation finds
-    /// no such bucket.
-    creates: Vec<UnansweredCreate>,
-    /// Per wanted key, other keys seen with its name: listed only before the
-    /// import, yet still worth the run's warning after a fresh observation.
-    namesakes: HashMap<usize, Vec<String>>,
-    /// Per bucket, the lifecycle rules this run wrote and the id of the bucket
-    /// it wrote them to, until a read shows them in place. Rules of ours that
-    /// read back otherwise were written by someone else in between.
-    written_lifecycles: HashMap<usize, (String, Vec<lifecycle::Rule>)>,
-    /// Per bucket, how often the rules read back were not the ones written.
-    overwritten: HashMap<usize, u32>,
-    /// Since when Garage has answered that its storage fails, with no change going through since.
-    storage_failing_since: Option<Instant>,
+/// What a turn of the loop does next, decided from one observation and its plan.
+enum Next {
+    /// The cluster's membership is not settled yet (peers connecting, nodes
+    /// missing): pause, then observe again.
+    Wait(String),
+    /// What this run wrote reads back otherwise: pause, then observe again
+    /// before anything is rewritten.
+    ObserveAgain(String),
+    /// The next changes need a ready cluster, and readiness is unknown.
+    CheckReadiness,
+    /// Send one wave of changes.
+    Execute(plan::Wave),
+    /// Nothing left to change: prove that the keys can write.
+    Prove,
 }
 
-impl Memory {
-    /// Keeps the namesakes an observation found, and gives the ones found
-    /// earlier in the run to an observation that did not list the keys.
-    fn carry_namesakes(&mut self, obs: &mut Observed) {
-        for (i, seen) in obs.namesakes.iter_mut().enumerate() {
-            match (seen.is_empty(), self.namesakes.get(&i)) {
-                (true, Some(earlier)) => seen.clone_from(earlier),
-                (false, _) => {
-                    self.namesakes.insert(i, seen.clone());
-                }
-                (true, None) => {}
-            }
-        }
+/// The one decision of a turn. Pure but for the run's memory, which it
+/// checks against the observation.
+fn next(desired: &Desired, obs: &Observed, plan: &plan::Plan, memory: &mut Memory) -> Result<Next, Error> {
+    if let Some(c) = plan.conflicts.first() {
+        return Err(c.clone().into());
     }
-
-    /// Checks what this run wrote against what `plan` found: a write read
-    /// back in place is forgotten; one that reads back otherwise (the plan
-    /// would write again) was overwritten by another writer, possibly a run
-    /// with another declaration. The first time, the answer may be a moment
-    /// old: `Ok(Some(why))` asks for a fresh observation; the second time it
-    /// is final. A bucket with a new id (Garage lost and re-created it) voids
-    /// what was written to the old one.
-    fn check_written_lifecycles(
-        &mut self,
-        desired: &crate::desired::Desired,
-        obs: &Observed,
-        plan: &plan::Plan,
-    ) -> Result<Option<String>, Error> {
-        let rewrites: HashSet<usize> = plan
-            .actions
-            .iter()
-            .filter_map(|a| if let Action::SetLifecycle { bucket, .. } = a { Some(*bucket) } else { None })
-            .collect();
-        let mut again = None;
-        let buckets: Vec<usize> = self.written_lifecycles.keys().copied().collect();
-        for b in buckets {
-            let same_bucket = obs.buckets[b].found.as_ref().is_some_and(|f| f.id == self.written_lifecycles[&b].0);
-            let observe::LifecycleSeen::Read(current) = &obs.lifecycles[b] else {
-                if !same_bucket {
-                    self.written_lifecycles.remove(&b);
-                }
-                continue;
-            };
-            if !same_bucket || !rewrites.contains(&b) {
-                self.written_lifecycles.remove(&b);
-                self.overwritten.remove(&b);
-                continue;
-            }
-            let strikes = self.overwritten.entry(b).or_default();
-            *strikes += 1;
-            let name = &desired.buckets[b].name;
-            if *strikes >= DEFINITE_FAILURES {
-                return Err(lifecycle::overwritten(name, &self.written_lifecycles[&b].1, current).into());
-            }
-            again = Some(format!("lifecycle rules of bucket {name} read back otherwise than written"));
-        }
-        Ok(again)
+    if !plan.waiting.is_empty() {
+        return Ok(Next::Wait(plan.waiting.join("; ")));
     }
-
-    /// Notes a change that got no answer (once per resource).
-    fn unanswered(&mut self, resource: Resource) {
-        if !self.unanswered.contains(&resource) {
-            self.unanswered.push(resource);
-        }
+    if let Some(why) = memory.check(desired, obs, plan)? {
+        return Ok(Next::ObserveAgain(why));
     }
-
-    /// Notes an answer of Garage's saying its storage fails: a reason to look
-    /// again for [`STORAGE_GRACE`], then the end of the run.
-    fn storage_failed(&mut self, answer: impl FnOnce() -> String) -> Result<(), Error> {
-        let since = *self.storage_failing_since.get_or_insert_with(Instant::now);
-        if since.elapsed() < STORAGE_GRACE { Ok(()) } else { Err(Error::Storage { answer: answer() }) }
-    }
-
-    /// Where this run's failed changes may have left something half done.
-    fn leftovers(&self) -> Leftovers {
-        let bucket = |r: &Resource| if let Resource::Bucket(i) = r { Some(*i) } else { None };
-        let unanswered = self.unanswered.iter().filter_map(bucket);
-        let mut failed_buckets: Vec<usize> = unanswered.chain(self.definite.keys().filter_map(bucket)).collect();
-        failed_buckets.sort_unstable();
-        failed_buckets.dedup();
-        Leftovers { unanswered_creates: self.creates.clone(), failed_buckets }
-    }
-
-    /// Remembers a create of bucket `bucket` that got no answer, sent when
-    /// Garage held the buckets `before`; the earliest such list is kept.
-    fn create_unanswered(&mut self, bucket: usize, before: Option<&BTreeSet<String>>) {
-        let Some(before) = before else { return };
-        if !self.creates.iter().any(|c| c.bucket == bucket) {
-            self.creates.push(UnansweredCreate { bucket, existed_before: before.clone() });
-        }
-    }
+    let wave = plan.next_phase();
+    let needs_ready = wave.as_ref().is_none_or(|wave| wave.phase.needs_ready_cluster());
+    Ok(match wave {
+        _ if needs_ready && obs.readiness != Readiness::Ready => Next::CheckReadiness,
+        Some(wave) => Next::Execute(wave),
+        None => Next::Prove,
+    })
 }
 
 /// `garage-init apply`: converge, then prove each read-write key can write.
 /// The whole run, waits included, fits in the deadline.
 pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Error> {
     let started = Instant::now();
-    let progress = Progress::default();
-    let members = members(cfg)?;
-    let desired = &cfg.desired;
-    let coordinator_url = display_url(members[0].client.base_url());
-
-    // The steps a deadline error names, each with its last error.
-    let observing = format!("Garage's admin API at {coordinator_url}");
-    let membership = format!("cluster membership at {coordinator_url}");
-    let readiness = format!("cluster readiness at {coordinator_url}");
-    let proof = format!("S3 check at {}", display_url(&cfg.s3_url));
-
-    let s3 = prover(cfg)?;
+    let run = Run::new(cfg)?;
+    let mut turn = Turn::new(&run);
     let work = async {
-        let mut waiter = Waiter::new(&observing);
-        let mut action_steps: Vec<String> = Vec::new();
-        let mut observed: Option<Observed> = None;
-        let mut memory = Memory::default();
-        let mut touched: Vec<Resource> = Vec::new();
-        let mut proof_failing_since: Option<Instant> = None;
         loop {
-            let mut obs = match observed.take() {
-                Some(obs) => obs,
-                None => match observe::observe(&members, &s3, desired, &memory.leftovers(), Reads::Decide).await {
-                    Ok(mut obs) => {
-                        memory.carry_namesakes(&mut obs);
-                        progress.finished(&observing);
-                        obs
-                    }
-                    Err(failure) => {
-                        let (why, slow) = failure.retry()?;
-                        progress.failed(&observing, &why);
-                        waiter.pause_paced(&why, slow).await;
-                        continue;
-                    }
-                },
-            };
-            let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
-            if let Some(c) = plan.conflicts.first() {
-                return Err(c.clone().into());
-            }
-            if !plan.waiting.is_empty() {
-                let why = plan.waiting.join("; ");
-                progress.failed(&membership, &why);
-                waiter.pause(&why).await;
-                continue;
-            }
-            progress.finished(&membership);
-            // A refusal counts only while Garage still lacks what was refused.
-            memory.definite.retain(|r, _| plan.actions.iter().any(|a| a.resource() == *r));
-            if let Some(why) = memory.check_written_lifecycles(desired, &obs, &plan)? {
-                // Read again, from scratch, before anything is rewritten.
-                waiter.pause(&why).await;
-                continue;
-            }
-            // What is left to do, as the deadline error would name it.
-            let steps: Vec<String> = plan.actions.iter().map(|a| step_name(&a.line(desired, true))).collect();
-            let left: HashSet<&String> = steps.iter().collect();
-            action_steps.iter().filter(|s| !left.contains(s)).for_each(|s| progress.finished(s));
-            steps.iter().for_each(|s| progress.started(s));
-            action_steps = steps;
-
-            let next = plan.next_phase();
-            let needs_ready = next.as_ref().is_none_or(|wave| wave.phase.needs_ready_cluster());
-            if needs_ready && obs.readiness != Readiness::Ready {
-                match observe::readiness(&members, &obs).await {
-                    Ok(Readiness::NotReady(why)) => {
-                        let why = why.join(", ");
-                        progress.failed(&readiness, &why);
-                        waiter.pause(&format!("cluster not ready: {why}")).await;
-                        if obs.at.elapsed() < trust_while_unexplained(&obs) {
-                            observed = Some(obs);
-                        }
-                        continue;
-                    }
-                    Ok(ready) => {
-                        progress.finished(&readiness);
-                        obs.readiness = ready;
-                    }
-                    Err(failure) => {
-                        let (why, slow) = failure.retry()?;
-                        progress.failed(&readiness, &why);
-                        waiter.pause_paced(&why, slow).await;
-                        continue;
-                    }
+            let Some(obs) = turn.observation(&run).await? else { continue };
+            let plan = plan::plan(&cfg.desired, &obs, cfg.allow_layout_changes);
+            match next(&cfg.desired, &obs, &plan, &mut turn.memory)? {
+                Next::Wait(why) => {
+                    run.progress.failed(&run.steps.membership, &why);
+                    turn.waiter.pause(&why).await;
                 }
-            }
-
-            let Some(wave) = next else {
-                // Nothing to do: prove it.
-                match prove(&s3, desired).await {
-                    Ok(proofs) => {
-                        plan::unchanged_lines(desired, &obs, &touched, &memory.unanswered)
-                            .into_iter()
-                            .chain(plan.drift)
-                            .chain(plan.warnings)
-                            .chain(proofs)
-                            .for_each(|line| reporter.record(line));
+                Next::ObserveAgain(why) => {
+                    run.progress.finished(&run.steps.membership);
+                    turn.waiter.pause(&why).await;
+                }
+                Next::CheckReadiness => {
+                    turn.track(&run, &plan);
+                    turn.check_readiness(&run, obs).await?;
+                }
+                Next::Execute(wave) => {
+                    turn.track(&run, &plan);
+                    turn.execute(&run, wave, obs, reporter).await?;
+                }
+                Next::Prove => {
+                    turn.track(&run, &plan);
+                    if turn.prove(&run, obs, plan, reporter).await? {
                         return Ok(());
                     }
-                    Err(failure) => {
-                        // Waiting out a dead endpoint is the deadline's job; an answer that can be a
-                        // moment of propagation gets a grace period; any other answer is final.
-                        let since = *proof_failing_since.get_or_insert_with(Instant::now);
-                        let final_answer = match &failure {
-                            s3check::Failure::Transport(_) => false,
-                            f if f.storage_failure() => {
-                                memory.storage_failed(|| format!("{proof}: {failure}"))?;
-                                false
-                            }
-                            f if f.may_be_propagation() => since.elapsed() > s3check::PROPAGATION_GRACE,
-                            _ => true,
-                        };
-                        if final_answer {
-                            return Err(s3check::verify_error(&cfg.s3_url, failure));
-                        }
-                        progress.failed(&proof, &failure);
-                        waiter.pause(&format!("{proof}: {failure}")).await;
-                        if obs.at.elapsed() < trust_while_unexplained(&obs) {
-                            observed = Some(obs);
-                        }
-                        continue;
-                    }
-                }
-            };
-
-            let executed = execute::execute(&members, &s3, desired, wave.actions, &mut obs, &progress).await;
-            // A read is no change: it is neither reported nor counted.
-            for action in executed.done.iter().filter(|a| !matches!(a, Action::ReadLifecycle { .. })) {
-                reporter.record(action.line(desired, false));
-                touched.push(action.resource());
-                memory.definite.remove(&action.resource());
-                if let Action::SetLifecycle { bucket, rules, .. } = action
-                    && let Some(found) = &obs.buckets[*bucket].found
-                {
-                    memory.written_lifecycles.insert(*bucket, (found.id.clone(), rules.clone()));
                 }
             }
-            if !executed.done.is_empty() {
-                // Progress: the next wait starts from the fast phase again.
-                proof_failing_since = None;
-                memory.storage_failing_since = None;
-                waiter = Waiter::new(&observing);
-            }
-            if executed.failed.is_empty() {
-                observed = Some(obs);
-                continue;
-            }
-            let mut reasons = Vec::new();
-            let before = executed.buckets_before.as_ref();
-            for (action, error) in executed.failed {
-                let member = &members[obs.coordinator];
-                let why = judge(member, &cfg.s3_url, desired, &action, error, before, &mut memory)?;
-                progress.failed(&step_name(&action.line(desired, true)), &why);
-                reasons.push(why);
-            }
-            // Nothing seen before the failure is trusted after it.
-            waiter.pause(&reasons.join("; ")).await;
         }
     };
-    within_deadline(cfg, &progress, &in_flight(&members, &s3), work).await?;
-    reporter.finish(started.elapsed(), requests(&members));
+    within_deadline(cfg, &run.progress, &in_flight(&run.members, &run.s3), work).await?;
+    reporter.finish(started.elapsed(), requests(&run.members));
     Ok(())
 }
 
+/// What a run talks to and how it names its steps; fixed for the run.
+struct Run<'a> {
+    cfg: &'a ApplyConfig,
+    members: Vec<Member>,
+    s3: s3check::Prover,
+    progress: Progress,
+    steps: Steps,
+}
+
+/// The steps a deadline error names, each with its last error.
+struct Steps {
+    observing: String,
+    membership: String,
+    readiness: String,
+    proof: String,
+}
+
+impl<'a> Run<'a> {
+    fn new(cfg: &'a ApplyConfig) -> Result<Self, Error> {
+        let members = members(cfg)?;
+        let coordinator = display_url(members[0].client.base_url());
+        let steps = Steps {
+            observing: format!("Garage's admin API at {coordinator}"),
+            membership: format!("cluster membership at {coordinator}"),
+            readiness: format!("cluster readiness at {coordinator}"),
+            proof: format!("S3 check at {}", display_url(&cfg.s3_url)),
+        };
+        Ok(Self { cfg, s3: prover(cfg)?, members, progress: Progress::default(), steps })
+    }
+
+    /// Follows the error policy's decision on `fault` in the step `step`;
+    /// `Ok(true)` when the observation may be kept while it is trusted.
+    async fn follow(&self, turn: &mut Turn, step: &str, fault: policy::Fault) -> Result<bool, Error> {
+        match policy::decide(fault, &mut turn.memory, &self.cfg.desired, &self.cfg.s3_url) {
+            Decision::Stop(e) => Err(e),
+            Decision::ObserveAgain { why, pace } => {
+                self.progress.failed(step, &why);
+                turn.waiter.pause_paced(&why, pace == Pace::Slow).await;
+                Ok(false)
+            }
+            Decision::TryAgain { why } => {
+                self.progress.failed(step, &why);
+                turn.waiter.pause(&format!("{step}: {why}")).await;
+                Ok(true)
+            }
+        }
+    }
+}
+
+/// What changes from one turn of the loop to the next.
+struct Turn {
+    waiter: Waiter,
+    /// An observation still trusted, to decide on again without reading.
+    observed: Option<Observed>,
+    memory: Memory,
+    /// Resources this run changed.
+    touched: Vec<Resource>,
+    /// The changes left to do, as the deadline error names them.
+    action_steps: Vec<String>,
+}
+
+impl Turn {
+    fn new(run: &Run) -> Self {
+        Self {
+            waiter: Waiter::new(&run.steps.observing),
+            observed: None,
+            memory: Memory::default(),
+            touched: Vec::new(),
+            action_steps: Vec::new(),
+        }
+    }
+
+    /// The trusted observation, or a fresh one; `None` after a failed read
+    /// (and the pause the policy asked for).
+    async fn observation(&mut self, run: &Run<'_>) -> Result<Option<Observed>, Error> {
+        if let Some(obs) = self.observed.take() {
+            return Ok(Some(obs));
+        }
+        let leftovers = self.memory.leftovers();
+        match observe::observe(&run.members, &run.s3, &run.cfg.desired, &leftovers, Reads::Decide).await {
+            Ok(mut obs) => {
+                self.memory.carry_namesakes(&mut obs);
+                run.progress.finished(&run.steps.observing);
+                Ok(Some(obs))
+            }
+            Err(failure) => run.follow(self, &run.steps.observing, failure.into()).await.map(|_| None),
+        }
+    }
+
+    /// Keeps the observation for the next turn while it is trusted.
+    fn keep(&mut self, obs: Observed) {
+        if obs.at.elapsed() < trust_while_unexplained(&obs) {
+            self.observed = Some(obs);
+        }
+    }
+
+    /// Membership is settled; the plan's changes are the steps still to do.
+    fn track(&mut self, run: &Run, plan: &plan::Plan) {
+        run.progress.finished(&run.steps.membership);
+        let steps: Vec<String> = plan.actions.iter().map(|a| step_name(&a.line(&run.cfg.desired, true))).collect();
+        let left: HashSet<&String> = steps.iter().collect();
+        self.action_steps.iter().filter(|s| !left.contains(s)).for_each(|s| run.progress.finished(s));
+        steps.iter().for_each(|s| run.progress.started(s));
+        self.action_steps = steps;
+    }
+
+    /// Reads readiness; a ready cluster is decided on again at once.
+    async fn check_readiness(&mut self, run: &Run<'_>, mut obs: Observed) -> Result<(), Error> {
+        match observe::readiness(&run.members, &obs).await {
+            Ok(Readiness::NotReady(why)) => {
+                let why = why.join(", ");
+                run.progress.failed(&run.steps.readiness, &why);
+                self.waiter.pause(&format!("cluster not ready: {why}")).await;
+                self.keep(obs);
+            }
+            Ok(ready) => {
+                run.progress.finished(&run.steps.readiness);
+                obs.readiness = ready;
+                self.observed = Some(obs);
+            }
+            Err(failure) => {
+                run.follow(self, &run.steps.readiness, failure.into()).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one wave; what went through is reported, what failed goes to the policy.
+    async fn execute(
+        &mut self,
+        run: &Run<'_>,
+        wave: plan::Wave,
+        mut obs: Observed,
+        reporter: &mut Reporter,
+    ) -> Result<(), Error> {
+        let desired = &run.cfg.desired;
+        let executed = execute::execute(&run.members, &run.s3, desired, wave.actions, &mut obs, &run.progress).await;
+        // A read is no change: it is neither reported nor counted.
+        for action in executed.done.iter().filter(|a| !matches!(a, Action::ReadLifecycle { .. })) {
+            reporter.record(action.line(desired, false));
+            self.touched.push(action.resource());
+            self.memory.done(action, &obs);
+        }
+        if !executed.done.is_empty() {
+            // Progress: the next wait starts from the fast phase again.
+            self.memory.progressed();
+            self.waiter = Waiter::new(&run.steps.observing);
+        }
+        if executed.failed.is_empty() {
+            self.observed = Some(obs);
+            return Ok(());
+        }
+        let at = run.members[obs.coordinator].client.base_url();
+        let mut reasons = Vec::new();
+        for (action, error) in executed.failed {
+            let step = step_name(&action.line(desired, true));
+            let before = executed.buckets_before.clone();
+            let fault = policy::Fault::Action { action, error, at: at.clone(), before };
+            match policy::decide(fault, &mut self.memory, desired, &run.cfg.s3_url) {
+                Decision::Stop(e) => return Err(e),
+                Decision::ObserveAgain { why, .. } | Decision::TryAgain { why } => {
+                    run.progress.failed(&step, &why);
+                    reasons.push(why);
+                }
+            }
+        }
+        // Nothing seen before the failure is trusted after it.
+        self.waiter.pause(&reasons.join("; ")).await;
+        Ok(())
+    }
+
+    /// Proves the keys can write; `Ok(true)` when they can and the run is done.
+    async fn prove(
+        &mut self,
+        run: &Run<'_>,
+        obs: Observed,
+        plan: plan::Plan,
+        reporter: &mut Reporter,
+    ) -> Result<bool, Error> {
+        let desired = &run.cfg.desired;
+        match prove(&run.s3, desired).await {
+            Ok(proofs) => {
+                plan::unchanged_lines(desired, &obs, &self.touched, &self.memory.unanswered)
+                    .into_iter()
+                    .chain(plan.drift)
+                    .chain(plan.warnings)
+                    .chain(proofs)
+                    .for_each(|line| reporter.record(line));
+                Ok(true)
+            }
+            Err(failure) => {
+                if run.follow(self, &run.steps.proof, policy::Fault::Proof(failure)).await? {
+                    self.keep(obs);
+                }
+                Ok(false)
+            }
+        }
+    }
+}
 /// How long an observation is trusted while the cluster stays unready or the
 /// proof keeps failing. A lone node is ready the moment it applies its
 /// layout, and has no peer to propagate from: unready, or refusing the
@@ -401,96 +398,6 @@ fn trust_while_unexplained(obs: &Observed) -> Duration {
 /// "key GK6275696c646b69742d6b6579 (buildkit-key)": an action as a step of the run.
 fn step_name(line: &Line) -> String {
     format!("{} {}", line.resource, line.detail)
-}
-
-/// Decides what a failed action means: a reason to observe again, or the end
-/// of the run. `before`: the buckets listed before the phase's creates.
-fn judge(
-    member: &Member,
-    s3_url: &url::Url,
-    desired: &crate::desired::Desired,
-    action: &Action,
-    error: ActionError,
-    before: Option<&BTreeSet<String>>,
-    memory: &mut Memory,
-) -> Result<String, Error> {
-    let e = match error {
-        ActionError::Ambiguous(why) => return Ok(why),
-        ActionError::S3(failure) => return judge_s3(s3_url, desired, action, failure, memory),
-        ActionError::NotSent(e) if e.is_transient() => return Ok(e.to_string()),
-        ActionError::NotSent(e) => return Err(Error::from_admin(e, member.client.base_url())),
-        ActionError::Admin(e) => e,
-    };
-    let why = e.to_string();
-    if e.is_auth() {
-        return Err(Error::from_admin(e, member.client.base_url()));
-    }
-    if let AdminError::Api { status: 500.., message, .. } = &e
-        && crate::error::storage_failure(message)
-    {
-        memory.unanswered(action.resource());
-        memory.storage_failed(|| why.clone())?;
-        return Ok(why);
-    }
-    if e.is_transient() || matches!(&e, AdminError::Api { status, .. } if *status >= 500) {
-        memory.unanswered(action.resource());
-        if let Action::CreateBucket { bucket } = action {
-            memory.create_unanswered(*bucket, before);
-        }
-    }
-    if e.is_transient() || e.is_layout_version_race() {
-        return Ok(why);
-    }
-    let definite = matches!(&e, AdminError::Api { status, .. } if *status >= 500 || *status == 404 || *status == 409);
-    if !definite {
-        return Err(Error::from_admin(e, member.client.base_url()));
-    }
-    let strikes = memory.definite.entry(action.resource()).or_default();
-    *strikes += 1;
-    if *strikes < DEFINITE_FAILURES {
-        return Ok(why);
-    }
-    Err(match (action, e) {
-        (Action::Layout(_), AdminError::Api { status: 500, message, .. }) => Error::Layout { message },
-        // Refused twice, with an observation in between that still did not
-        // list it: the id is taken by a deleted key, which Garage never frees.
-        (Action::ImportKey { key }, e) if e.is_conflict() => key::deleted_id_conflict(&desired.keys[*key].id).into(),
-        (_, e) => Error::from_admin(e, member.client.base_url()),
-    })
-}
-
-/// Like [`judge`], for an action sent through S3 (a bucket's lifecycle).
-fn judge_s3(
-    s3_url: &url::Url,
-    desired: &crate::desired::Desired,
-    action: &Action,
-    failure: s3check::Failure,
-    memory: &mut Memory,
-) -> Result<String, Error> {
-    let why = format!("S3 API at {}: {failure}", display_url(s3_url));
-    if failure.storage_failure() {
-        let Resource::Lifecycle(bucket) = action.resource() else { unreachable!("only lifecycle actions use S3") };
-        let bucket = &desired.buckets[bucket].name;
-        memory.storage_failed(|| format!("lifecycle rules of bucket {bucket}, through the {why}"))?;
-    }
-    let unanswered = match &failure {
-        s3check::Failure::Transport(_) => true,
-        s3check::Failure::Status { status, .. } => *status >= 500,
-        _ => false,
-    };
-    if unanswered {
-        if matches!(action, Action::SetLifecycle { .. }) {
-            memory.unanswered(action.resource());
-        }
-        return Ok(why);
-    }
-    let strikes = memory.definite.entry(action.resource()).or_default();
-    *strikes += 1;
-    if *strikes < DEFINITE_FAILURES && failure.may_be_propagation() {
-        return Ok(why);
-    }
-    let Resource::Lifecycle(bucket) = action.resource() else { unreachable!("only lifecycle actions use S3") };
-    Err(s3check::lifecycle_error(s3_url, &desired.buckets[bucket].name, failure))
 }
 
 /// The run's S3 client.
@@ -532,20 +439,26 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
     let work = async {
         let observing = format!("Garage's admin API at {}", display_url(members[0].client.base_url()));
         let mut waiter = Waiter::new(&observing);
+        // A plan changes nothing, so it has nothing of its own to remember.
+        let mut memory = Memory::default();
         loop {
-            let (why, slow) = match observe::observe(&members, &s3, desired, &Leftovers::default(), Reads::Audit).await
+            let (why, pace) = match observe::observe(&members, &s3, desired, &Leftovers::default(), Reads::Audit).await
             {
                 Ok(obs) => {
                     let plan = plan::plan(desired, &obs, cfg.allow_layout_changes);
                     if plan.waiting.is_empty() {
                         return Ok(plan);
                     }
-                    (plan.waiting.join("; "), false)
+                    (plan.waiting.join("; "), Pace::Fast)
                 }
-                Err(failure) => failure.retry()?,
+                Err(failure) => match policy::decide(failure.into(), &mut memory, desired, &cfg.s3_url) {
+                    Decision::ObserveAgain { why, pace } => (why, pace),
+                    Decision::TryAgain { why } => (why, Pace::Fast),
+                    Decision::Stop(e) => return Err(e),
+                },
             };
             progress.failed(&observing, &why);
-            waiter.pause_paced(&why, slow).await;
+            waiter.pause_paced(&why, pace == Pace::Slow).await;
         }
     };
     let plan = within_deadline(cfg, &progress, &in_flight(&members, &s3), work).await?;

@@ -31,7 +31,7 @@ use std::collections::BTreeSet;
 use crate::admin::types::{BucketInfo, BucketKey, ClusterLayout, ClusterStatus, KeyInfo, LayoutHistory, ListedBucket};
 use crate::admin::{AdminClient, AdminError};
 use crate::desired::{Desired, NodeWant, NodesWant};
-use crate::error::{Error, display_url};
+use crate::error::display_url;
 use crate::s3check::{self, Prover};
 
 use super::bucket::AliasElsewhere;
@@ -51,39 +51,21 @@ impl Member {
     }
 }
 
-/// Why an observation or an action did not go through.
+/// A read that did not go through. What it means for the run (look again,
+/// stop) is [`super::policy`]'s to decide.
 #[derive(Debug)]
-pub enum Failure {
-    /// Worth another look after a pause: Garage is starting, restarting,
-    /// short of quorum, or answered in a way that needs a fresh observation.
-    Retry(String),
-    /// Worth another look, but not every few milliseconds: a host name does
-    /// not resolve (each attempt is a DNS lookup).
-    Unresolved(String),
-    /// Waiting cannot fix it.
-    Fatal(Error),
+pub enum ReadFailure {
+    /// The admin API at `at` did not answer, or answered with an error.
+    Admin { error: AdminError, at: Box<url::Url> },
+    /// No listed node answered.
+    Silent(String),
+    /// A bucket's lifecycle rules could not be read through S3.
+    Lifecycle { bucket: usize, failure: s3check::Failure },
 }
 
-impl Failure {
-    /// Why to look again, and whether to wait longer first; `None` when waiting cannot help.
-    pub fn retry(self) -> Result<(String, bool), Error> {
-        match self {
-            Self::Retry(why) => Ok((why, false)),
-            Self::Unresolved(why) => Ok((why, true)),
-            Self::Fatal(e) => Err(e),
-        }
-    }
-
-    /// An admin error from `member`: a rejected token is fatal, anything
-    /// transient a reason to look again, the rest an unexpected answer.
-    pub fn from_admin(e: AdminError, member: &Member) -> Self {
-        if e.is_unresolved() {
-            Self::Unresolved(e.to_string())
-        } else if e.is_transient() {
-            Self::Retry(e.to_string())
-        } else {
-            Self::Fatal(Error::from_admin(e, member.client.base_url()))
-        }
+impl ReadFailure {
+    fn admin(error: AdminError, member: &Member) -> Self {
+        Self::Admin { error, at: Box::new(member.client.base_url().clone()) }
     }
 }
 
@@ -226,7 +208,7 @@ pub async fn observe(
     desired: &Desired,
     leftovers: &Leftovers,
     reads: Reads,
-) -> Result<Observed, Failure> {
+) -> Result<Observed, ReadFailure> {
     let (nodes, coordinator) = match &desired.cluster.nodes {
         NodesWant::Listed(_) => {
             let nodes = identify(members).await?;
@@ -236,7 +218,7 @@ pub async fn observe(
                     .zip(&nodes)
                     .map(|(m, n)| format!("{} ({})", m.url(), n.silent.as_deref().unwrap_or("no answer")))
                     .collect();
-                return Err(Failure::Retry(format!("nodes not answering: {}", silent.join(", "))));
+                return Err(ReadFailure::Silent(format!("nodes not answering: {}", silent.join(", "))));
             };
             (nodes, first)
         }
@@ -249,7 +231,7 @@ pub async fn observe(
     // A status that fails ends the key reads too, rather than reading their
     // answers on to the cap.
     let (status, keys) =
-        tokio::try_join!(async { client.cluster_status().await.map_err(|e| Failure::from_admin(e, member)) }, async {
+        tokio::try_join!(async { client.cluster_status().await.map_err(|e| ReadFailure::admin(e, member)) }, async {
             Ok(join_all(desired.keys.iter().map(|k| client.key_info_with_secret(&k.id))).await)
         })?;
     tracing::debug!(layout_version = status.layout_version, nodes = status.nodes.len(), "observed the cluster");
@@ -262,7 +244,7 @@ pub async fn observe(
         .map(|read| match read {
             Ok(found) => Ok(found),
             Err(e) if fresh && e.is_layout_not_ready() => Ok(None),
-            Err(e) => Err(Failure::from_admin(e, member)),
+            Err(e) => Err(ReadFailure::admin(e, member)),
         })
         .collect::<Result<Vec<_>, _>>()?;
 
@@ -308,16 +290,16 @@ pub async fn observe(
             }
         },
     );
-    if let Some(listed) = listed.map_err(|e| Failure::from_admin(e, member))? {
+    if let Some(listed) = listed.map_err(|e| ReadFailure::admin(e, member))? {
         for (i, want) in desired.keys.iter().enumerate() {
             observed.namesakes[i] =
                 listed.iter().filter(|k| k.name == want.name && k.id != want.id).map(|k| k.id.clone()).collect();
         }
     }
-    if let Some(layout) = layout.map_err(|e| Failure::from_admin(e, member))? {
+    if let Some(layout) = layout.map_err(|e| ReadFailure::admin(e, member))? {
         observed.layout = layout;
     }
-    observed.history = history.map_err(|e| Failure::from_admin(e, member))?;
+    observed.history = history.map_err(|e| ReadFailure::admin(e, member))?;
     (observed.buckets, observed.bucket_ids) = buckets?;
     read_lifecycles(s3, desired, &mut observed).await?;
     Ok(observed)
@@ -327,7 +309,7 @@ pub async fn observe(
 /// key that owns it; a bucket still to be made has none. A key not yet an
 /// owner, or not yet known to S3, leaves the rules unread: the plan reads
 /// them again once the grant is in place.
-async fn read_lifecycles(s3: &Prover, desired: &Desired, observed: &mut Observed) -> Result<(), Failure> {
+async fn read_lifecycles(s3: &Prover, desired: &Desired, observed: &mut Observed) -> Result<(), ReadFailure> {
     let declared = |i: &usize| desired.buckets[*i].lifecycle.is_some();
     let (existing, missing): (Vec<usize>, Vec<usize>) =
         (0..desired.buckets.len()).filter(declared).partition(|&i| observed.buckets[i].found.is_some());
@@ -342,24 +324,21 @@ async fn read_lifecycles(s3: &Prover, desired: &Desired, observed: &mut Observed
         observed.lifecycles[i] = match read {
             Ok(rules) => LifecycleSeen::Read(rules),
             Err(f) if f.not_owner_yet() => LifecycleSeen::Unread,
-            Err(f) if f.may_be_propagation() => {
-                return Err(Failure::Retry(format!("S3 API at {}: {f}", display_url(s3.url()))));
-            }
-            Err(f) => return Err(Failure::Fatal(s3check::lifecycle_error(s3.url(), &desired.buckets[i].name, f))),
+            Err(failure) => return Err(ReadFailure::Lifecycle { bucket: i, failure }),
         };
     }
     Ok(())
 }
 
 /// Each listed node's id, from its own admin API; silent nodes are noted, not waited for.
-async fn identify(members: &[Member]) -> Result<Vec<NodeSeen>, Failure> {
+async fn identify(members: &[Member]) -> Result<Vec<NodeSeen>, ReadFailure> {
     let answers = join_all(members.iter().map(|m| m.client.own_node_id())).await;
     let mut nodes = Vec::new();
     for (m, answer) in members.iter().zip(answers) {
         nodes.push(match answer {
             Ok(id) => NodeSeen { id: Some(id), silent: None },
             Err(e) if e.is_transient() => NodeSeen { id: None, silent: Some(e.to_string()) },
-            Err(e) => return Err(Failure::from_admin(e, m)),
+            Err(e) => return Err(ReadFailure::admin(e, m)),
         });
     }
     Ok(nodes)
@@ -379,13 +358,13 @@ async fn observe_buckets(
     fresh: bool,
     leftovers: &Leftovers,
     reads: Reads,
-) -> Result<(Vec<BucketSeen>, Option<BTreeSet<String>>), Failure> {
+) -> Result<(Vec<BucketSeen>, Option<BTreeSet<String>>), ReadFailure> {
     if fresh {
         // Without a layout Garage holds no bucket at all.
         return Ok((vec![BucketSeen::default(); desired.buckets.len()], Some(BTreeSet::new())));
     }
     let client = &member.client;
-    let admin = |e| Failure::from_admin(e, member);
+    let admin = |e| ReadFailure::admin(e, member);
     let views = key_views(keys);
     let by_alias: HashMap<&str, &BucketInfo> =
         views.values().flat_map(|b| b.global_aliases.iter().map(move |a| (a.as_str(), b))).collect();
@@ -545,7 +524,7 @@ async fn orphans(client: &AdminClient, listed: &[ListedBucket]) -> Result<Vec<St
 /// Reads readiness: `/health` of the coordinator and of every other listed
 /// node that answered, and the layout version of those others (a node that
 /// has not received the layout yet may still call itself healthy).
-pub async fn readiness(members: &[Member], observed: &Observed) -> Result<Readiness, Failure> {
+pub async fn readiness(members: &[Member], observed: &Observed) -> Result<Readiness, ReadFailure> {
     let targets: Vec<usize> = if observed.nodes.is_empty() {
         vec![observed.coordinator]
     } else {
@@ -562,10 +541,10 @@ pub async fn readiness(members: &[Member], observed: &Observed) -> Result<Readin
                     Some(format!("layout version {} of {version}", s.layout_version))
                 }
                 Ok(_) => None,
-                Err(e) => return Err(Failure::from_admin(e, m)),
+                Err(e) => return Err(ReadFailure::admin(e, m)),
             },
             Ok(Some(why)) => Some(why),
-            Err(e) => return Err(Failure::from_admin(e, m)),
+            Err(e) => return Err(ReadFailure::admin(e, m)),
         };
         Ok(why.map(|w| if several { format!("{} ({w})", m.url()) } else { w }))
     });

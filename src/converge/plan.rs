@@ -6,7 +6,7 @@
 
 use crate::admin::types::{Permissions, Quotas, StagedRoleChange};
 use crate::desired::{Desired, NodesWant};
-use crate::error::Error;
+use crate::error::Conflict;
 use crate::report::{Line, Outcome, short_id};
 
 use super::bucket::{describe_quotas, extra_grant_drift, plan_bucket, plan_grant, undeclared_grants};
@@ -17,20 +17,6 @@ use super::layout::{
 };
 use super::lifecycle::{Rule, describe_kept, others, plan_lifecycle};
 use super::observe::{LifecycleSeen, Observed};
-
-/// Something Garage holds that contradicts the wanted state and that
-/// garage-init will not overwrite.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
-    pub message: String,
-    pub hint: String,
-}
-
-impl From<Conflict> for Error {
-    fn from(c: Conflict) -> Self {
-        Error::Conflict { message: c.message, hint: c.hint }
-    }
-}
 
 /// A listed node as an observation identified it: its position in the spec
 /// (and among the run's admin APIs), and the id its own admin API answered with.
