@@ -165,15 +165,24 @@ impl CacheLayout {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantWant {
-    pub key_id: String,
-    pub bucket: String,
+    pub key: KeyIx,
+    pub bucket: BucketIx,
     pub permissions: Permissions,
 }
+
+/// A declared key: its position in [`Desired::keys`], resolved once, when
+/// the spec or the flags are assembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyIx(pub usize);
+
+/// A declared bucket: its position in [`Desired::buckets`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BucketIx(pub usize);
 
 impl Desired {
     /// Today's single-node behaviour: one bucket, one key with read, write and owner on it.
     pub fn single(template: RoleTemplate, bucket: String, key: KeyWant, lifecycle: Option<LifecycleWant>) -> Self {
-        let grant = GrantWant { key_id: key.id.clone(), bucket: bucket.clone(), permissions: Permissions::ALL };
+        let grant = GrantWant { key: KeyIx(0), bucket: BucketIx(0), permissions: Permissions::ALL };
         Self {
             exhaustive: false,
             cluster: ClusterWant { nodes: NodesWant::Auto, template, zone_redundancy: None, remove: Vec::new() },
@@ -189,9 +198,22 @@ impl Desired {
 
     /// The key that reads and writes bucket `bucket`'s lifecycle rules: the
     /// first declared key granted owner on it (S3 allows only owners).
-    pub fn lifecycle_key(&self, bucket: usize) -> Option<&KeyWant> {
-        let name = &self.buckets[bucket].name;
-        self.grants.iter().find(|g| &g.bucket == name && g.permissions.owner).and_then(|g| self.key(&g.key_id))
+    pub fn lifecycle_owner(&self, bucket: usize) -> Option<KeyIx> {
+        self.grants.iter().find(|g| g.bucket.0 == bucket && g.permissions.owner).map(|g| g.key)
+    }
+
+    /// Every bucket that declares a lifecycle, with it and the key that owns
+    /// the bucket (a spec without one is refused when it is read).
+    pub fn lifecycles(&self) -> impl Iterator<Item = (usize, &LifecycleWant, KeyIx)> {
+        self.buckets.iter().enumerate().filter_map(|(i, b)| Some((i, b.lifecycle.as_ref()?, self.lifecycle_owner(i)?)))
+    }
+
+    pub fn grant_key(&self, grant: &GrantWant) -> &KeyWant {
+        &self.keys[grant.key.0]
+    }
+
+    pub fn grant_bucket(&self, grant: &GrantWant) -> &BucketWant {
+        &self.buckets[grant.bucket.0]
     }
 
     /// Gives every declared lifecycle the cache layout of the run's settings
@@ -200,11 +222,6 @@ impl Desired {
         for want in self.buckets.iter_mut().filter_map(|b| b.lifecycle.as_mut()) {
             want.layout = layout.clone();
         }
-    }
-
-    /// The position of the bucket named `name` (its name, not an extra alias) in `buckets`.
-    pub fn bucket_index(&self, name: &str) -> Option<usize> {
-        self.buckets.iter().position(|b| b.name == name)
     }
 }
 

@@ -318,6 +318,7 @@ mod tests {
             ("lifecycle", include_str!("converge/lifecycle.rs"), &[]),
             ("observe", include_str!("converge/observe.rs"), &["bucket", "layout", "lifecycle"]),
             ("plan", include_str!("converge/plan.rs"), &["bucket", "key", "layout", "lifecycle", "observe"]),
+            ("wording", include_str!("converge/wording.rs"), &["bucket", "layout", "lifecycle", "observe", "plan"]),
             ("execute", include_str!("converge/execute.rs"), &["layout", "lifecycle", "observe", "plan"]),
             ("policy", include_str!("converge/policy.rs"), &["execute", "key", "lifecycle", "observe", "plan"]),
         ];

@@ -12,8 +12,8 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
 use crate::desired::{
-    BucketWant, CacheLayout, ClusterWant, Desired, GrantWant, KeyWant, LifecycleWant, NodeWant, NodesWant,
-    RoleTemplate, check_expire_after_days,
+    BucketIx, BucketWant, CacheLayout, ClusterWant, Desired, GrantWant, KeyIx, KeyWant, LifecycleWant, NodeWant,
+    NodesWant, RoleTemplate, check_expire_after_days,
 };
 use crate::secret::Secret;
 use crate::validate::{
@@ -263,7 +263,7 @@ impl Validator<'_> {
         // S3 lets only a key with the owner permission read or write a bucket's lifecycle.
         for (i, at) in lifecycles.into_iter().enumerate() {
             if let Some(at) = at
-                && desired.lifecycle_key(i).is_none()
+                && desired.lifecycle_owner(i).is_none()
             {
                 let name = &desired.buckets[i].name;
                 return Err(spec_error(
@@ -504,20 +504,19 @@ impl Validator<'_> {
             let key = keys
                 .iter()
                 .zip(names)
-                .find(|(k, name)| k.id == g.key.value || **name == g.key.value)
-                .map(|(k, _)| k)
+                .position(|(k, name)| k.id == g.key.value || **name == g.key.value)
                 .ok_or_else(|| {
                     self.err(&g.key, format!("grant names key `{}`, which is not declared under `keys`", g.key.value))
                 })?;
             let bucket = buckets
                 .iter()
-                .find(|b| b.name == g.bucket.value || b.aliases.contains(&g.bucket.value))
+                .position(|b| b.name == g.bucket.value || b.aliases.contains(&g.bucket.value))
                 .ok_or_else(|| {
-                    self.err(
-                        &g.bucket,
-                        format!("grant names bucket `{}`, which is not declared under `buckets`", g.bucket.value),
-                    )
-                })?;
+                self.err(
+                    &g.bucket,
+                    format!("grant names bucket `{}`, which is not declared under `buckets`", g.bucket.value),
+                )
+            })?;
             let mut permissions = Permissions::default();
             for p in &g.permissions {
                 match p.value.as_str() {
@@ -532,10 +531,12 @@ impl Validator<'_> {
             if permissions.is_empty() {
                 return Err(self.err(&g.key, "a grant needs at least one permission (read, write, owner)"));
             }
-            if grants.iter().any(|o| o.key_id == key.id && o.bucket == bucket.name) {
-                return Err(self.err(&g.key, format!("{} on {} is granted twice", g.key.value, bucket.name)));
+            let (key, bucket) = (KeyIx(key), BucketIx(bucket));
+            if grants.iter().any(|o: &GrantWant| o.key == key && o.bucket == bucket) {
+                let name = &buckets[bucket.0].name;
+                return Err(self.err(&g.key, format!("{} on {name} is granted twice", g.key.value)));
             }
-            grants.push(GrantWant { key_id: key.id.clone(), bucket: bucket.name.clone(), permissions });
+            grants.push(GrantWant { key, bucket, permissions });
         }
         Ok(grants)
     }
@@ -607,8 +608,8 @@ grants:
         assert_eq!(
             d.grants,
             vec![GrantWant {
-                key_id: KEY.into(),
-                bucket: "buildkit-cache".into(),
+                key: KeyIx(0),
+                bucket: BucketIx(0),
                 permissions: Permissions { read: true, write: true, owner: false }
             }]
         );

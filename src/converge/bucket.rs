@@ -6,7 +6,7 @@
 //! conflict.
 
 use crate::admin::types::{BucketInfo, Permissions, Quotas};
-use crate::desired::{BucketWant, GrantWant};
+use crate::desired::{BucketWant, Desired, GrantWant};
 use crate::report::{Line, Outcome, human_bytes, short_id};
 
 use crate::error::Conflict;
@@ -87,14 +87,14 @@ pub fn extra_permissions(have: Permissions, want: Permissions) -> Permissions {
 }
 
 /// Drift for permissions a key has beyond its grant (never revoked).
-pub fn extra_grant_drift(have: Permissions, want: &GrantWant) -> Option<Line> {
+pub fn extra_grant_drift(have: Permissions, want: &GrantWant, desired: &Desired) -> Option<Line> {
     let extra = extra_permissions(have, want.permissions);
     (!extra.is_empty()).then(|| {
         let detail = format!(
             "{} also has {} on {}, which the spec does not grant; left as is",
-            want.key_id,
+            desired.grant_key(want).id,
             extra.describe(),
-            want.bucket
+            desired.grant_bucket(want).name
         );
         Line::new("grant", Outcome::Drift, detail)
     })
@@ -104,15 +104,17 @@ pub fn extra_grant_drift(have: Permissions, want: &GrantWant) -> Option<Line> {
 /// only the keys `known` accepts (those whose grants were read).
 pub fn undeclared_grants(
     bucket: &BucketInfo,
-    name: &str,
-    grants: &[GrantWant],
+    wanted: usize,
+    desired: &Desired,
     known: impl Fn(&str) -> bool,
 ) -> Vec<Line> {
+    let name = &desired.buckets[wanted].name;
+    let granted = |key: &str| desired.grants.iter().any(|g| g.bucket.0 == wanted && desired.grant_key(g).id == key);
     bucket
         .keys
         .iter()
         .filter(|k| !k.permissions.is_empty() && known(&k.access_key_id))
-        .filter(|k| !grants.iter().any(|g| g.key_id == k.access_key_id && g.bucket == name))
+        .filter(|k| !granted(&k.access_key_id))
         .map(|k| {
             Line::new(
                 "grant",

@@ -167,16 +167,16 @@ async fn run(
         }
         Action::Grant { grant, add, .. } => {
             let g = &desired.grants[*grant];
-            let b = desired.bucket_index(&g.bucket).expect("grants name declared buckets");
-            Effect::Bucket(b, client.allow_bucket_key(&bucket_id(b)?, &g.key_id, *add).await?)
+            let b = g.bucket.0;
+            Effect::Bucket(b, client.allow_bucket_key(&bucket_id(b)?, &desired.grant_key(g).id, *add).await?)
         }
-        Action::SetLifecycle { bucket, rules, .. } => {
-            let key = desired.lifecycle_key(*bucket).expect("a declared lifecycle has an owner key");
+        Action::SetLifecycle { bucket, owner, rules, .. } => {
+            let key = &desired.keys[owner.0];
             s3.set_lifecycle(&desired.buckets[*bucket].name, key, rules).await.map_err(ActionError::S3)?;
             Effect::LifecycleWritten(*bucket)
         }
-        Action::ReadLifecycle { bucket } => {
-            let key = desired.lifecycle_key(*bucket).expect("a declared lifecycle has an owner key");
+        Action::ReadLifecycle { bucket, owner, .. } => {
+            let key = &desired.keys[owner.0];
             let rules = s3.lifecycle(&desired.buckets[*bucket].name, key).await.map_err(ActionError::S3)?;
             Effect::Lifecycle(*bucket, rules)
         }
@@ -381,7 +381,7 @@ fn fold(observed: &mut Observed, desired: &Desired, action: &Action, effect: Eff
                 // Concurrent grants on one bucket each answer with the whole
                 // bucket: take from each only the key it changed.
                 (Action::Grant { grant, .. }, Some(found)) => {
-                    let key = &desired.grants[*grant].key_id;
+                    let key = &desired.grant_key(&desired.grants[*grant]).id;
                     let now = info.permissions_of(key);
                     match found.keys.iter_mut().find(|k| &k.access_key_id == key) {
                         Some(k) => k.permissions = now,

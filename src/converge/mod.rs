@@ -44,6 +44,7 @@ pub mod lifecycle;
 pub mod observe;
 pub mod plan;
 pub mod policy;
+pub mod wording;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -287,7 +288,13 @@ impl Turn {
     /// Membership is settled; the plan's changes are the steps still to do.
     fn track(&mut self, run: &Run, plan: &plan::Plan) {
         run.progress.finished(&run.steps.membership);
-        let steps: Vec<String> = plan.actions.iter().map(|a| step_name(&a.line(&run.cfg.desired, true))).collect();
+        let mut steps: Vec<String> = Vec::new();
+        for action in &plan.actions {
+            let step = wording::step(&run.cfg.desired, action.resource());
+            if !steps.contains(&step) {
+                steps.push(step);
+            }
+        }
         let left: HashSet<&String> = steps.iter().collect();
         self.action_steps.iter().filter(|s| !left.contains(s)).for_each(|s| run.progress.finished(s));
         steps.iter().for_each(|s| run.progress.started(s));
@@ -343,7 +350,7 @@ impl Turn {
         let at = run.members[obs.coordinator].client.base_url();
         let mut reasons = Vec::new();
         for (action, error) in executed.failed {
-            let step = step_name(&action.line(desired, true));
+            let step = wording::step(desired, action.resource());
             let before = executed.buckets_before.clone();
             let fault = policy::Fault::Action { action, error, at: at.clone(), before };
             match policy::decide(fault, &mut self.memory, desired, &run.cfg.s3_url) {
@@ -370,7 +377,7 @@ impl Turn {
         let desired = &run.cfg.desired;
         match prove(&run.s3, desired).await {
             Ok(proofs) => {
-                plan::unchanged_lines(desired, &obs, &self.touched, &self.memory.unanswered)
+                wording::unchanged_lines(desired, &obs, &self.touched, &self.memory.unanswered)
                     .into_iter()
                     .chain(plan.drift)
                     .chain(plan.warnings)
@@ -395,11 +402,6 @@ fn trust_while_unexplained(obs: &Observed) -> Duration {
     if obs.status.nodes.len() <= 1 { Duration::ZERO } else { TRUST_UNEXPLAINED_WAIT }
 }
 
-/// "key GK6275696c646b69742d6b6579 (buildkit-key)": an action as a step of the run.
-fn step_name(line: &Line) -> String {
-    format!("{} {}", line.resource, line.detail)
-}
-
 /// The run's S3 client.
 fn prover(cfg: &ApplyConfig) -> Result<s3check::Prover, Error> {
     s3check::Prover::new(&cfg.s3_url, &cfg.region, cfg.requests_per_node)
@@ -409,10 +411,11 @@ fn prover(cfg: &ApplyConfig) -> Result<s3check::Prover, Error> {
 /// The S3 round trip for every grant with read and write: one report line
 /// each, in the spec's order; as many at once as the S3 client lets through.
 async fn prove(s3: &s3check::Prover, desired: &crate::desired::Desired) -> Result<Vec<Line>, s3check::Failure> {
-    let proofs = desired.grants.iter().filter(|g| g.permissions.read && g.permissions.write).map(|grant| {
-        let key = desired.key(&grant.key_id).expect("grants name declared keys");
-        s3.prove(&grant.bucket, key)
-    });
+    let proofs = desired
+        .grants
+        .iter()
+        .filter(|g| g.permissions.read && g.permissions.write)
+        .map(|grant| s3.prove(&desired.grant_bucket(grant).name, desired.grant_key(grant)));
     let mut lines = Vec::new();
     for proof in futures_util::future::join_all(proofs).await {
         lines.push(Line::new("s3 check", Outcome::Passed, proof?));

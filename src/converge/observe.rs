@@ -310,17 +310,13 @@ pub async fn observe(
 /// owner, or not yet known to S3, leaves the rules unread: the plan reads
 /// them again once the grant is in place.
 async fn read_lifecycles(s3: &Prover, desired: &Desired, observed: &mut Observed) -> Result<(), ReadFailure> {
-    let declared = |i: &usize| desired.buckets[*i].lifecycle.is_some();
-    let (existing, missing): (Vec<usize>, Vec<usize>) =
-        (0..desired.buckets.len()).filter(declared).partition(|&i| observed.buckets[i].found.is_some());
-    for i in missing {
+    let (existing, missing): (Vec<_>, Vec<_>) =
+        desired.lifecycles().map(|(i, _, owner)| (i, owner)).partition(|&(i, _)| observed.buckets[i].found.is_some());
+    for (i, _) in missing {
         observed.lifecycles[i] = LifecycleSeen::Read(Vec::new());
     }
-    let reads = existing.iter().map(|&i| {
-        let key = desired.lifecycle_key(i).expect("a declared lifecycle has an owner key");
-        s3.lifecycle(&desired.buckets[i].name, key)
-    });
-    for (&i, read) in existing.iter().zip(join_all(reads).await) {
+    let reads = existing.iter().map(|&(i, owner)| s3.lifecycle(&desired.buckets[i].name, &desired.keys[owner.0]));
+    for (&(i, _), read) in existing.iter().zip(join_all(reads).await) {
         observed.lifecycles[i] = match read {
             Ok(rules) => LifecycleSeen::Read(rules),
             Err(f) if f.not_owner_yet() => LifecycleSeen::Unread,

@@ -5,17 +5,17 @@
 //! value; `apply` executes it, a phase at a time, and plans again.
 
 use crate::admin::types::{Permissions, Quotas, StagedRoleChange};
-use crate::desired::{Desired, NodesWant};
+use crate::desired::{Desired, KeyIx, LifecycleWant, NodesWant};
 use crate::error::Conflict;
 use crate::report::{Line, Outcome, short_id};
 
-use super::bucket::{describe_quotas, extra_grant_drift, plan_bucket, plan_grant, undeclared_grants};
+use super::bucket::{extra_grant_drift, plan_bucket, plan_grant, undeclared_grants};
 use super::key::{KeyPlan, plan_key};
 use super::layout::{
-    KnownNode, SkipDead, describe_change, describe_redundancy, find_replaced, plan_layout, replaced_conflict,
-    role_matches, skip_after_change, skip_command, skip_draining,
+    KnownNode, SkipDead, find_replaced, plan_layout, replaced_conflict, role_matches, skip_after_change, skip_command,
+    skip_draining,
 };
-use super::lifecycle::{Rule, describe_kept, others, plan_lifecycle};
+use super::lifecycle::{Rule, plan_lifecycle};
 use super::observe::{LifecycleSeen, Observed};
 
 /// A listed node as an observation identified it: its position in the spec
@@ -99,6 +99,9 @@ pub enum Action {
     /// read, then ours (none: delete it).
     SetLifecycle {
         bucket: usize,
+        /// The key that owns the bucket: S3 lets only an owner write the rules.
+        owner: KeyIx,
+        declared: LifecycleWant,
         rules: Vec<Rule>,
         /// garage-init had no rule there.
         creates: bool,
@@ -110,6 +113,8 @@ pub enum Action {
     /// read, and the write decided, once it can.
     ReadLifecycle {
         bucket: usize,
+        owner: KeyIx,
+        declared: LifecycleWant,
     },
 }
 
@@ -170,140 +175,9 @@ impl Action {
             | Self::AddAlias { bucket, .. }
             | Self::SetQuotas { bucket, .. } => Resource::Bucket(*bucket),
             Self::Grant { grant, .. } => Resource::Grant(*grant),
-            Self::SetLifecycle { bucket, .. } | Self::ReadLifecycle { bucket } => Resource::Lifecycle(*bucket),
+            Self::SetLifecycle { bucket, .. } | Self::ReadLifecycle { bucket, .. } => Resource::Lifecycle(*bucket),
         }
     }
-
-    /// Whether the action makes something new (rather than changing what exists).
-    fn creates(&self) -> bool {
-        match self {
-            Self::Connect { .. }
-            | Self::SkipDeadNodes(_)
-            | Self::RenameKey { .. }
-            | Self::AddAlias { .. }
-            | Self::SetQuotas { .. } => false,
-            Self::Layout(change) => change.version == 1,
-            Self::ImportKey { .. } | Self::CreateBucket { .. } | Self::AdoptBucket { .. } => true,
-            Self::Grant { had, .. } => had.is_empty(),
-            Self::SetLifecycle { creates, .. } => *creates,
-            Self::ReadLifecycle { .. } => false,
-        }
-    }
-
-    /// The report line: `planned` for `garage-init plan` (create, update),
-    /// else for apply once done (created, updated). The detail is the same.
-    pub fn line(&self, desired: &Desired, planned: bool) -> Line {
-        let outcome = match (self.creates(), planned) {
-            (true, true) => Outcome::ToCreate,
-            (false, true) => Outcome::ToUpdate,
-            (true, false) => Outcome::Created,
-            (false, false) => Outcome::Updated,
-        };
-        let (resource, detail) = match self {
-            Self::Connect { peers } => {
-                let each: Vec<String> = peers
-                    .iter()
-                    .map(|p| format!("node {} ({}) at {}", short_id(&p.id), p.admin_url, p.rpc_address))
-                    .collect();
-                ("cluster", format!("connect {}", each.join("; ")))
-            }
-            Self::Layout(change) => ("layout", describe_layout_change(change)),
-            Self::SkipDeadNodes(skip) => ("layout", describe_skip(skip)),
-            Self::ImportKey { key } => {
-                let k = &desired.keys[*key];
-                ("key", format!("{} ({})", k.id, k.name))
-            }
-            Self::RenameKey { key, from } => {
-                let k = &desired.keys[*key];
-                ("key", format!("{}: name \"{from}\" -> \"{}\"", k.id, k.name))
-            }
-            Self::CreateBucket { bucket } => ("bucket", desired.buckets[*bucket].name.clone()),
-            Self::AdoptBucket { bucket, id } => (
-                "bucket",
-                format!(
-                    "{} (id {}: made by a create that got no answer, before Garage gave it its name)",
-                    desired.buckets[*bucket].name,
-                    short_id(id)
-                ),
-            ),
-            Self::AddAlias { bucket, alias } if *alias == desired.buckets[*bucket].name => (
-                "bucket",
-                format!(
-                    "{alias}: name written back to the bucket's record (an interrupted change left it only in the alias table)"
-                ),
-            ),
-            Self::AddAlias { bucket, alias } => ("bucket", format!("{}: alias {alias}", desired.buckets[*bucket].name)),
-            Self::SetQuotas { bucket, quotas } => {
-                ("bucket", format!("{}: {}", desired.buckets[*bucket].name, describe_quotas(*quotas)))
-            }
-            Self::Grant { grant, add, had } => {
-                let g = &desired.grants[*grant];
-                let mut detail = format!("{} for {} on {}", add.describe(), g.key_id, g.bucket);
-                if !had.is_empty() {
-                    detail.push_str(&format!(" (had {})", had.describe()));
-                }
-                ("grant", detail)
-            }
-            Self::SetLifecycle { bucket, kept, .. } => {
-                let b = &desired.buckets[*bucket];
-                let want = b.lifecycle.as_ref().expect("only declared lifecycles are planned");
-                ("lifecycle", format!("{}: {}", b.name, describe_kept(want, *kept)))
-            }
-            Self::ReadLifecycle { bucket } => {
-                let b = &desired.buckets[*bucket];
-                let want = b.lifecycle.as_ref().expect("only declared lifecycles are planned");
-                let detail = format!(
-                    "{}: {} (the current rules are read once the key owns the bucket)",
-                    b.name,
-                    describe_kept(want, 0)
-                );
-                ("lifecycle", detail)
-            }
-        };
-        Line::new(resource, outcome, detail)
-    }
-}
-
-/// "version 2: node 0a1b…: zone dc1, capacity 1.0 GB; zone redundancy at least 2 (1 change left staged by an
-/// earlier run, adopted)"
-fn describe_layout_change(change: &LayoutChange) -> String {
-    let mut parts: Vec<String> = change
-        .adopted
-        .iter()
-        .chain(&change.stage)
-        .map(|c| match change.replaces.iter().find(|(old, _)| old == c.id()) {
-            Some((_, new)) => format!("{} (gone: replaced by node {})", describe_change(c), short_id(new)),
-            None => describe_change(c),
-        })
-        .collect();
-    if let Some(p) = change.parameters.or(change.adopted_parameters) {
-        parts.push(format!("zone redundancy {}", describe_redundancy(p)));
-    }
-    let mut detail = format!("version {}: {}", change.version, parts.join("; "));
-    let adopted = change.adopted.len() + usize::from(change.adopted_parameters.is_some());
-    if adopted > 0 {
-        let s = if adopted == 1 { "" } else { "s" };
-        detail.push_str(&format!(" ({adopted} change{s} left staged by an earlier run, adopted)"));
-    }
-    if let Some(skip) = &change.skip {
-        detail.push_str(&format!("; then {}", describe_skip(skip)));
-    }
-    detail
-}
-
-/// "stop waiting for node 0a1b… (gone): `garage layout skip-dead-nodes --version 2`"
-fn describe_skip(skip: &SkipDead) -> String {
-    let nodes: Vec<&str> = skip.nodes.iter().map(|id| short_id(id)).collect();
-    let missing = if skip.allow_missing_data {
-        ", and for the data only they could sync (the nodes left hold no write quorum of it)"
-    } else {
-        ""
-    };
-    format!(
-        "stop waiting for node {} (gone, holding data of an older version){missing}: `{}`",
-        nodes.join(", "),
-        skip_command(skip)
-    )
 }
 
 /// The actions of one phase, run together.
@@ -538,38 +412,39 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
 
     // ---- grants
     for (i, grant) in desired.grants.iter().enumerate() {
-        let b = desired.bucket_index(&grant.bucket).expect("grants name declared buckets");
-        let found = observed.buckets[b].found.as_ref();
-        let had = found.map(|f| f.permissions_of(&grant.key_id)).unwrap_or_default();
+        let found = observed.buckets[grant.bucket.0].found.as_ref();
+        let had = found.map(|f| f.permissions_of(&desired.grant_key(grant).id)).unwrap_or_default();
         let add = plan_grant(had, grant.permissions);
         if !add.is_empty() {
             plan.actions.push(Action::Grant { grant: i, add, had });
         }
         if desired.exhaustive {
-            plan.drift.extend(extra_grant_drift(had, grant));
+            plan.drift.extend(extra_grant_drift(had, grant, desired));
         }
     }
     if desired.exhaustive {
         let known = |key: &str| audit || desired.key(key).is_some();
-        for (want, seen) in desired.buckets.iter().zip(&observed.buckets) {
+        for (i, seen) in observed.buckets.iter().enumerate() {
             if let Some(found) = &seen.found {
-                plan.drift.extend(undeclared_grants(found, &want.name, &desired.grants, known));
+                plan.drift.extend(undeclared_grants(found, i, desired, known));
             }
         }
     }
 
     // ---- lifecycle rules
-    for (i, (want, seen)) in desired.buckets.iter().zip(&observed.lifecycles).enumerate() {
-        let Some(lifecycle) = &want.lifecycle else { continue };
-        match seen {
-            LifecycleSeen::Unread => plan.actions.push(Action::ReadLifecycle { bucket: i }),
+    for (i, lifecycle, owner) in desired.lifecycles() {
+        let declared = lifecycle.clone();
+        match &observed.lifecycles[i] {
+            LifecycleSeen::Unread => plan.actions.push(Action::ReadLifecycle { bucket: i, owner, declared }),
             LifecycleSeen::Read(current) => {
                 let lp = plan_lifecycle(current, lifecycle);
+                let name = &desired.buckets[i].name;
                 plan.drift.extend(
-                    lp.drift.into_iter().map(|d| Line::new("lifecycle", Outcome::Drift, format!("{}: {d}", want.name))),
+                    lp.drift.into_iter().map(|d| Line::new("lifecycle", Outcome::Drift, format!("{name}: {d}"))),
                 );
                 if let Some(rules) = lp.write {
-                    plan.actions.push(Action::SetLifecycle { bucket: i, rules, creates: lp.creates, kept: lp.kept });
+                    let (creates, kept) = (lp.creates, lp.kept);
+                    plan.actions.push(Action::SetLifecycle { bucket: i, owner, declared, rules, creates, kept });
                 }
             }
         }
@@ -580,52 +455,6 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
 /// The position in the spec of the listed node that answered as `id`.
 fn listed_position(observed: &Observed, id: &str) -> Option<usize> {
     observed.nodes.iter().position(|n| n.id.as_deref() == Some(id))
-}
-
-/// The report lines of resources that no action touched: `unchanged`, with
-/// what Garage holds. A resource whose change failed without an answer, and
-/// that a later observation found in place, was most likely changed by that
-/// request: it is reported as changed, and says so.
-pub fn unchanged_lines(
-    desired: &Desired,
-    observed: &Observed,
-    touched: &[Resource],
-    unanswered: &[Resource],
-) -> Vec<Line> {
-    let mut lines = Vec::new();
-    let mut push = |resource: Resource, name: &'static str, detail: String| {
-        if touched.contains(&resource) {
-            return;
-        }
-        lines.push(match unanswered.contains(&resource) {
-            true => Line::new(name, Outcome::Created, format!("{detail} (its change got no answer; found in place)")),
-            false => Line::new(name, Outcome::Unchanged, detail),
-        });
-    };
-    let n = observed.layout.roles.len();
-    push(
-        Resource::Layout,
-        "layout",
-        format!("version {}, {n} role{}", observed.layout.version, if n == 1 { "" } else { "s" }),
-    );
-    for (i, k) in desired.keys.iter().enumerate() {
-        push(Resource::Key(i), "key", format!("{} ({})", k.id, k.name));
-    }
-    for (i, b) in desired.buckets.iter().enumerate() {
-        let id = observed.buckets[i].found.as_ref().map(|f| format!(" (id {})", short_id(&f.id))).unwrap_or_default();
-        push(Resource::Bucket(i), "bucket", format!("{}{id}", b.name));
-    }
-    for (i, g) in desired.grants.iter().enumerate() {
-        let b = desired.bucket_index(&g.bucket).expect("grants name declared buckets");
-        let has = observed.buckets[b].found.as_ref().map(|f| f.permissions_of(&g.key_id)).unwrap_or_default();
-        push(Resource::Grant(i), "grant", format!("{} for {} on {}", has.describe(), g.key_id, g.bucket));
-    }
-    for (i, (b, seen)) in desired.buckets.iter().zip(&observed.lifecycles).enumerate() {
-        if let (Some(want), LifecycleSeen::Read(current)) = (&b.lifecycle, seen) {
-            push(Resource::Lifecycle(i), "lifecycle", format!("{}: {}", b.name, describe_kept(want, others(current))));
-        }
-    }
-    lines
 }
 
 #[cfg(test)]
@@ -1100,7 +929,12 @@ mod tests {
 
     #[test]
     fn unchanged_lines_cover_what_no_action_touched() {
-        let lines = unchanged_lines(&desired(), &converged(), &[Resource::Grant(0)], &[Resource::Bucket(0)]);
+        let lines = crate::converge::wording::unchanged_lines(
+            &desired(),
+            &converged(),
+            &[Resource::Grant(0)],
+            &[Resource::Bucket(0)],
+        );
         let resources: Vec<&str> = lines.iter().map(|l| l.resource).collect();
         assert_eq!(resources, ["layout", "key", "bucket"]);
         assert_eq!(lines[0].detail, "version 1, 1 role");
