@@ -423,8 +423,8 @@ impl AdminClient {
     }
 
     /// Sets both quotas (Garage replaces both; `None` is unlimited).
-    pub async fn set_bucket_quotas(&self, bucket_id: &str, quotas: Quotas) -> Result<BucketInfo, AdminError> {
-        self.post("UpdateBucket", &[("id", bucket_id)], &serde_json::json!({ "quotas": quotas })).await
+    pub async fn update_bucket(&self, bucket_id: &str, update: &BucketUpdate) -> Result<BucketInfo, AdminError> {
+        self.post("UpdateBucket", &[("id", bucket_id)], update).await
     }
 
     pub async fn allow_bucket_key(

@@ -371,6 +371,29 @@ pub struct Quotas {
     pub max_objects: Option<u64>,
 }
 
+/// The body of `UpdateBucket`: each setting given is set, the others are
+/// left as they are. A new bucket setting is a field here, its copy in
+/// [`BucketInfo::take_settings`], and its rule in `converge::bucket`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BucketUpdate {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quotas: Option<Quotas>,
+}
+
+impl BucketUpdate {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl BucketInfo {
+    /// Takes the settings `UpdateBucket` changes from its answer.
+    pub fn take_settings(&mut self, answer: &BucketInfo) {
+        self.quotas = answer.quotas;
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CreateBucketRequest<'a> {

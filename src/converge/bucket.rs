@@ -5,11 +5,24 @@
 //! not declare is reported as drift, an alias naming another bucket is a
 //! conflict.
 
-use crate::admin::types::{BucketInfo, Permissions, Quotas};
+use crate::admin::types::{BucketInfo, BucketUpdate, Permissions, Quotas};
 use crate::desired::{BucketWant, Desired, GrantWant};
 use crate::report::{Line, Outcome, human_bytes, short_id};
 
 use crate::error::Conflict;
+
+/// What the rules here need to know of a bucket that only its own record
+/// (`GetBucketInfo`) holds, not the keys' views nor the bucket list: each
+/// managed setting of [`BucketUpdate`].
+pub fn needs_own_record(want: &BucketWant) -> bool {
+    want.quotas.is_some()
+}
+
+/// "quotas: max size 50.0 GB, max objects 1000": the settings an update changes.
+pub fn describe_update(update: &BucketUpdate) -> String {
+    let quotas = update.quotas.map(describe_quotas);
+    quotas.into_iter().collect::<Vec<_>>().join("; ")
+}
 
 /// "max size 50.0 GB, max objects 1000" or "no quotas".
 pub fn describe_quotas(q: Quotas) -> String {
@@ -32,7 +45,8 @@ pub struct AliasElsewhere {
 pub struct BucketPlan {
     pub create: bool,
     pub add_aliases: Vec<String>,
-    pub set_quotas: Option<Quotas>,
+    /// Settings to change with one `UpdateBucket` (empty: none).
+    pub update: BucketUpdate,
     pub drift: Vec<String>,
     pub conflicts: Vec<Conflict>,
 }
@@ -65,7 +79,7 @@ pub fn plan_bucket(
     }
     let current = found.and_then(|b| b.quotas).unwrap_or_default();
     match want.quotas {
-        Some(q) if q != current => plan.set_quotas = Some(q),
+        Some(q) if q != current => plan.update.quotas = Some(q),
         None if unmanaged_quotas_are_drift && current != Quotas::default() => plan.drift.push(format!(
             "{} has quotas ({}) that the spec does not declare; left as they are",
             want.name,
@@ -183,14 +197,14 @@ mod tests {
         let q = Quotas { max_size: Some(1_000_000), max_objects: Some(10) };
         let plan = plan_bucket(Some(&bucket(&["cache"], None)), &[], &want(&["cache", "extra"], Some(q)), true);
         assert_eq!(plan.add_aliases, vec!["extra"]);
-        assert_eq!(plan.set_quotas, Some(q));
+        assert_eq!(plan.update.quotas, Some(q));
         assert_eq!(
             plan_bucket(Some(&bucket(&["cache", "extra"], Some(q))), &[], &want(&["extra"], Some(q)), true),
             BucketPlan::default()
         );
         let fresh = plan_bucket(None, &[], &want(&["extra"], Some(q)), true);
         assert!(fresh.create);
-        assert_eq!((fresh.add_aliases, fresh.set_quotas), (vec!["extra".to_string()], Some(q)));
+        assert_eq!((fresh.add_aliases, fresh.update.quotas), (vec!["extra".to_string()], Some(q)));
     }
 
     #[test]
@@ -205,7 +219,7 @@ mod tests {
     fn undeclared_quotas_are_drift_only_for_a_spec() {
         let q = Quotas { max_size: None, max_objects: Some(10) };
         let plan = plan_bucket(Some(&bucket(&["cache"], Some(q))), &[], &want(&[], None), true);
-        assert_eq!(plan.set_quotas, None);
+        assert!(plan.update.is_empty());
         assert!(plan.drift[0].contains("max objects 10"), "{:?}", plan.drift);
         assert!(plan_bucket(Some(&bucket(&["cache"], Some(q))), &[], &want(&[], None), false).drift.is_empty());
     }

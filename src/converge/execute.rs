@@ -162,8 +162,8 @@ async fn run(
         Action::AddAlias { bucket, alias } => {
             Effect::Bucket(*bucket, client.add_bucket_alias(&bucket_id(*bucket)?, alias).await?)
         }
-        Action::SetQuotas { bucket, quotas } => {
-            Effect::Bucket(*bucket, client.set_bucket_quotas(&bucket_id(*bucket)?, *quotas).await?)
+        Action::UpdateBucket { bucket, update } => {
+            Effect::Bucket(*bucket, client.update_bucket(&bucket_id(*bucket)?, update).await?)
         }
         Action::Grant { grant, add, .. } => {
             let g = &desired.grants[*grant];
@@ -391,7 +391,7 @@ fn fold(observed: &mut Observed, desired: &Desired, action: &Action, effect: Eff
                     }
                 }
                 (Action::AddAlias { .. }, Some(found)) => found.global_aliases = info.global_aliases,
-                (Action::SetQuotas { .. }, Some(found)) => found.quotas = info.quotas,
+                (Action::UpdateBucket { .. }, Some(found)) => found.take_settings(&info),
                 _ => seen.found = Some(info),
             }
         }

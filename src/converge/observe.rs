@@ -34,7 +34,7 @@ use crate::desired::{Desired, NodeWant, NodesWant};
 use crate::error::display_url;
 use crate::s3check::{self, Prover};
 
-use super::bucket::AliasElsewhere;
+use super::bucket::{AliasElsewhere, needs_own_record};
 use super::layout::{KnownNode, layout_from_status, needs_layout};
 use super::lifecycle::Rule;
 
@@ -397,7 +397,7 @@ async fn observe_buckets(
         .enumerate()
         .filter_map(|(i, want)| match (&found[i], reads) {
             (Some(b), Reads::Audit) => Some((i, Lookup::Id(b.id.clone()))),
-            (Some(b), Reads::Decide) if want.quotas.is_some() => Some((i, Lookup::Id(b.id.clone()))),
+            (Some(b), Reads::Decide) if needs_own_record(want) => Some((i, Lookup::Id(b.id.clone()))),
             (None, Reads::Audit) => Some((i, Lookup::Name)),
             (None, Reads::Decide) if leftovers.failed_buckets.contains(&i) => Some((i, Lookup::Name)),
             _ => None,

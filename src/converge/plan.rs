@@ -4,7 +4,7 @@
 //! and what the plan is still waiting for. `garage-init plan` prints this
 //! value; `apply` executes it, a phase at a time, and plans again.
 
-use crate::admin::types::{Permissions, Quotas, StagedRoleChange};
+use crate::admin::types::{BucketUpdate, Permissions, StagedRoleChange};
 use crate::desired::{Desired, KeyIx, LifecycleWant, NodesWant};
 use crate::error::Conflict;
 use crate::report::{Line, Outcome, short_id};
@@ -86,9 +86,10 @@ pub enum Action {
         bucket: usize,
         alias: String,
     },
-    SetQuotas {
+    /// Change the bucket's settings (quotas, ...) with one `UpdateBucket`.
+    UpdateBucket {
         bucket: usize,
-        quotas: Quotas,
+        update: BucketUpdate,
     },
     Grant {
         grant: usize,
@@ -160,7 +161,7 @@ impl Action {
             Self::ImportKey { .. } | Self::RenameKey { .. } | Self::CreateBucket { .. } | Self::AdoptBucket { .. } => {
                 Phase::Tables
             }
-            Self::AddAlias { .. } | Self::SetQuotas { .. } | Self::Grant { .. } => Phase::Details,
+            Self::AddAlias { .. } | Self::UpdateBucket { .. } | Self::Grant { .. } => Phase::Details,
             Self::SetLifecycle { .. } | Self::ReadLifecycle { .. } => Phase::Lifecycle,
         }
     }
@@ -173,7 +174,7 @@ impl Action {
             Self::CreateBucket { bucket }
             | Self::AdoptBucket { bucket, .. }
             | Self::AddAlias { bucket, .. }
-            | Self::SetQuotas { bucket, .. } => Resource::Bucket(*bucket),
+            | Self::UpdateBucket { bucket, .. } => Resource::Bucket(*bucket),
             Self::Grant { grant, .. } => Resource::Grant(*grant),
             Self::SetLifecycle { bucket, .. } | Self::ReadLifecycle { bucket, .. } => Resource::Lifecycle(*bucket),
         }
@@ -404,7 +405,9 @@ pub fn plan(desired: &Desired, observed: &Observed, allow_layout_changes: bool) 
             });
         }
         details.extend(bp.add_aliases.into_iter().map(|alias| Action::AddAlias { bucket: i, alias }));
-        details.extend(bp.set_quotas.map(|quotas| Action::SetQuotas { bucket: i, quotas }));
+        if !bp.update.is_empty() {
+            details.push(Action::UpdateBucket { bucket: i, update: bp.update });
+        }
         plan.drift.extend(bp.drift.into_iter().map(|d| Line::new("bucket", Outcome::Drift, d)));
         plan.conflicts.extend(bp.conflicts);
     }
@@ -463,8 +466,8 @@ mod tests {
 
     use super::*;
     use crate::admin::types::{
-        BucketInfo, BucketKey, ClusterLayout, ClusterStatus, KeyInfo, LayoutParameters, LayoutRole, NodeStatus, Role,
-        ZoneRedundancy,
+        BucketInfo, BucketKey, ClusterLayout, ClusterStatus, KeyInfo, LayoutParameters, LayoutRole, NodeStatus, Quotas,
+        Role, ZoneRedundancy,
     };
     use crate::converge::layout::SkipDead;
     use crate::converge::observe::{BucketSeen, NodeSeen, Readiness};

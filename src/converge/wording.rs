@@ -5,7 +5,7 @@
 use crate::desired::Desired;
 use crate::report::{Line, Outcome, short_id};
 
-use super::bucket::describe_quotas;
+use super::bucket::describe_update;
 use super::layout::{SkipDead, describe_change, describe_redundancy, skip_command};
 use super::lifecycle::{describe_kept, others};
 use super::observe::{LifecycleSeen, Observed};
@@ -19,7 +19,7 @@ impl Action {
             | Self::SkipDeadNodes(_)
             | Self::RenameKey { .. }
             | Self::AddAlias { .. }
-            | Self::SetQuotas { .. } => false,
+            | Self::UpdateBucket { .. } => false,
             Self::Layout(change) => change.version == 1,
             Self::ImportKey { .. } | Self::CreateBucket { .. } | Self::AdoptBucket { .. } => true,
             Self::Grant { had, .. } => had.is_empty(),
@@ -71,8 +71,8 @@ impl Action {
                 ),
             ),
             Self::AddAlias { bucket, alias } => ("bucket", format!("{}: alias {alias}", desired.buckets[*bucket].name)),
-            Self::SetQuotas { bucket, quotas } => {
-                ("bucket", format!("{}: {}", desired.buckets[*bucket].name, describe_quotas(*quotas)))
+            Self::UpdateBucket { bucket, update } => {
+                ("bucket", format!("{}: {}", desired.buckets[*bucket].name, describe_update(update)))
             }
             Self::Grant { grant, add, had } => {
                 let g = &desired.grants[*grant];
