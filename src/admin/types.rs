@@ -257,9 +257,7 @@ impl KeyInfo {
             created: None,
             global_aliases: b.global_aliases.clone(),
             keys: vec![BucketKey { access_key_id: self.access_key_id.clone(), permissions: b.permissions }],
-            quotas: None,
-            objects: 0,
-            bytes: 0,
+            ..BucketInfo::default()
         })
     }
 }
@@ -287,7 +285,9 @@ pub struct RenameKeyRequest<'a> {
 
 // ---- buckets ----
 
-#[derive(Debug, Clone, Deserialize)]
+/// A bucket as `GetBucketInfo` answers; the keys' views and the bucket list
+/// fill only some fields (the rest stay at their defaults).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BucketInfo {
     pub id: String,

@@ -162,10 +162,8 @@ mod tests {
             id: "b".repeat(64),
             created: None,
             global_aliases: aliases.iter().map(|a| a.to_string()).collect(),
-            keys: vec![],
             quotas,
-            objects: 0,
-            bytes: 0,
+            ..BucketInfo::default()
         }
     }
 

@@ -383,9 +383,7 @@ async fn observe_buckets(
                 created: b.created.clone(),
                 global_aliases: b.global_aliases.clone(),
                 keys: views.get(&b.id).map(|v| v.keys.clone()).unwrap_or_default(),
-                quotas: None,
-                objects: 0,
-                bytes: 0,
+                ..BucketInfo::default()
             }),
         })
         .collect();
@@ -470,10 +468,7 @@ fn key_views(keys: &[Option<KeyInfo>]) -> HashMap<String, BucketInfo> {
                 id: b.id.clone(),
                 created: None,
                 global_aliases: b.global_aliases.clone(),
-                keys: Vec::new(),
-                quotas: None,
-                objects: 0,
-                bytes: 0,
+                ..BucketInfo::default()
             });
             view.keys.push(BucketKey { access_key_id: key.access_key_id.clone(), permissions: b.permissions });
         }

@@ -522,9 +522,7 @@ mod tests {
             created: None,
             global_aliases: vec!["buildkit-cache".into()],
             keys,
-            quotas: None,
-            objects: 0,
-            bytes: 0,
+            ..BucketInfo::default()
         };
         BucketSeen { found: Some(info), elsewhere: vec![], orphan: None }
     }
