@@ -3,7 +3,7 @@
 
 use url::Url;
 
-use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
+use crate::admin::types::{Permissions, Quotas, WebsiteConfig, ZoneRedundancy};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
@@ -75,6 +75,9 @@ pub struct BucketWant {
     pub aliases: Vec<String>,
     /// `None`: quotas are not managed.
     pub quotas: Option<Quotas>,
+    /// Served as a website by Garage's web endpoint, with these documents;
+    /// `None`: website access is not managed.
+    pub website: Option<WebsiteConfig>,
     /// `None`: the bucket's lifecycle rules are not managed.
     pub lifecycle: Option<LifecycleWant>,
 }
@@ -186,7 +189,7 @@ impl Desired {
         Self {
             exhaustive: false,
             cluster: ClusterWant { nodes: NodesWant::Auto, template, zone_redundancy: None, remove: Vec::new() },
-            buckets: vec![BucketWant { name: bucket, aliases: Vec::new(), quotas: None, lifecycle }],
+            buckets: vec![BucketWant { name: bucket, aliases: Vec::new(), quotas: None, website: None, lifecycle }],
             keys: vec![key],
             grants: vec![grant],
         }

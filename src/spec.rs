@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_saphyr::{Location, Spanned};
 
-use crate::admin::types::{Permissions, Quotas, ZoneRedundancy};
+use crate::admin::types::{Permissions, Quotas, WebsiteConfig, ZoneRedundancy};
 use crate::desired::{
     BucketIx, BucketWant, CacheLayout, ClusterWant, Desired, GrantWant, KeyIx, KeyWant, LifecycleWant, NodeWant,
     NodesWant, RoleTemplate, check_expire_after_days,
@@ -100,7 +100,19 @@ struct BucketSpec {
     #[serde(default)]
     quotas: Option<QuotaSpec>,
     #[serde(default)]
+    website: Option<Spanned<WebsiteSpec>>,
+    #[serde(default)]
     lifecycle: Option<Spanned<LifecycleSpec>>,
+}
+
+/// Served by Garage's web endpoint: `website: {index_document: index.html, error_document: 404.html}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebsiteSpec {
+    #[serde(default)]
+    index_document: Option<Spanned<String>>,
+    #[serde(default)]
+    error_document: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -404,6 +416,16 @@ impl Validator<'_> {
         Ok(bytes)
     }
 
+    /// A website document: an object key, served as the index of every
+    /// directory (`index.html`) or for a missing page (`404.html`).
+    fn document(&self, d: &Spanned<String>) -> Result<String, ConfigError> {
+        let key = d.value.trim();
+        if key.is_empty() || key.len() > 1024 || key.chars().any(char::is_control) {
+            return Err(self.err(d, "a website document is an object key: 1 to 1024 characters, no control characters"));
+        }
+        Ok(key.to_string())
+    }
+
     /// A lifecycle rule's days; absent, `0` and `off` turn the rule off.
     fn days(&self, d: &Option<Spanned<DaysSpec>>) -> Result<Option<u32>, ConfigError> {
         let Some(d) = d else { return Ok(None) };
@@ -449,10 +471,21 @@ impl Validator<'_> {
                     })
                 }
             };
+            let website = match &b.website {
+                None => None,
+                Some(w) => Some(WebsiteConfig {
+                    index_document: match &w.value.index_document {
+                        Some(d) => self.document(d)?,
+                        None => "index.html".into(),
+                    },
+                    error_document: w.value.error_document.as_ref().map(|d| self.document(d)).transpose()?,
+                }),
+            };
             buckets.push(BucketWant {
                 name: b.name.value.clone(),
                 aliases: b.aliases.iter().map(|a| a.value.clone()).collect(),
                 quotas,
+                website,
                 lifecycle,
             });
         }

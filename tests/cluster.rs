@@ -269,7 +269,7 @@ async fn a_node_down_that_holds_its_role_does_not_fail_a_rerun() {
 }
 
 #[tokio::test]
-async fn buckets_keys_grants_and_quotas_come_from_the_spec() {
+async fn buckets_keys_grants_quotas_and_websites_come_from_the_spec() {
     let g = started(3).await;
     let s = spec(&format!(
         "{}buckets:
@@ -279,6 +279,8 @@ async fn buckets_keys_grants_and_quotas_come_from_the_spec() {
       max_size: 5GB
       max_objects: 1000
   - name: artifacts
+    website:
+      error_document: 404.html
 keys:
   - id: {KEY_A}
     name: builder
@@ -317,7 +319,24 @@ grants:
     let artifacts = g[0].get("GetBucketInfo?globalAlias=artifacts").await.unwrap();
     assert_eq!(perms(&artifacts, KEY_A), Some(json!({"read": true, "write": true, "owner": false})));
     assert_eq!(perms(&artifacts, KEY_B), None);
+    assert_eq!(artifacts["websiteAccess"], true, "{artifacts}");
+    // (Garage 2.5 adds `routingRules` to the config.)
+    let site = &artifacts["websiteConfig"];
+    assert_eq!((&site["indexDocument"], &site["errorDocument"]), (&json!("index.html"), &json!("404.html")), "{site}");
+    assert_eq!(cache["websiteAccess"], false, "a bucket that declares no website is not served: {cache}");
     s3_eventually(&g[2].s3_url(), "artifacts", KEY_A, SECRET_A, "x", b"y").await;
+    let plan = garage_init(&env_for(&g[0], &s), &["plan"]).await;
+    assert_eq!(plan.code, 0, "{plan:?}");
+
+    // Other documents than declared: plan shows the correction, apply makes it.
+    let elsewhere = json!({"websiteAccess": {"enabled": true, "indexDocument": "home.html"}});
+    g[0].post(&format!("UpdateBucket?id={}", artifacts["id"].as_str().unwrap()), elsewhere).await.unwrap();
+    let plan = garage_init(&env_for(&g[0], &s), &["plan"]).await;
+    assert_eq!(plan.code, 10, "{plan:?}");
+    assert!(plan.stdout.contains("artifacts: website: index.html, errors 404.html"), "{plan:?}");
+    assert_eq!(garage_init(&env_for(&g[0], &s), &[]).await.code, 0);
+    let artifacts = g[0].get("GetBucketInfo?globalAlias=artifacts").await.unwrap();
+    assert_eq!(artifacts["websiteConfig"]["indexDocument"], "index.html", "{artifacts}");
 }
 
 #[tokio::test]

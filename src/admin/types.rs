@@ -299,6 +299,11 @@ pub struct BucketInfo {
     pub keys: Vec<BucketKey>,
     #[serde(default)]
     pub quotas: Option<Quotas>,
+    /// Whether Garage's web endpoint serves the bucket, and with which documents.
+    #[serde(default)]
+    pub website_access: bool,
+    #[serde(default)]
+    pub website_config: Option<WebsiteConfig>,
     #[serde(default)]
     pub objects: i64,
     #[serde(default)]
@@ -379,6 +384,26 @@ pub struct Quotas {
 pub struct BucketUpdate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quotas: Option<Quotas>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub website_access: Option<WebsiteAccess>,
+}
+
+/// The documents Garage's web endpoint serves for a website bucket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebsiteConfig {
+    pub index_document: String,
+    #[serde(default)]
+    pub error_document: Option<String>,
+}
+
+/// `UpdateBucket`'s `websiteAccess`: on with its documents, or off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebsiteAccess {
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub config: Option<WebsiteConfig>,
 }
 
 impl BucketUpdate {
@@ -391,6 +416,8 @@ impl BucketInfo {
     /// Takes the settings `UpdateBucket` changes from its answer.
     pub fn take_settings(&mut self, answer: &BucketInfo) {
         self.quotas = answer.quotas;
+        self.website_access = answer.website_access;
+        self.website_config.clone_from(&answer.website_config);
     }
 }
 

@@ -5,7 +5,7 @@
 //! not declare is reported as drift, an alias naming another bucket is a
 //! conflict.
 
-use crate::admin::types::{BucketInfo, BucketUpdate, Permissions, Quotas};
+use crate::admin::types::{BucketInfo, BucketUpdate, Permissions, Quotas, WebsiteAccess, WebsiteConfig};
 use crate::desired::{BucketWant, Desired, GrantWant};
 use crate::report::{Line, Outcome, human_bytes, short_id};
 
@@ -15,13 +15,25 @@ use crate::error::Conflict;
 /// (`GetBucketInfo`) holds, not the keys' views nor the bucket list: each
 /// managed setting of [`BucketUpdate`].
 pub fn needs_own_record(want: &BucketWant) -> bool {
-    want.quotas.is_some()
+    want.quotas.is_some() || want.website.is_some()
 }
 
-/// "quotas: max size 50.0 GB, max objects 1000": the settings an update changes.
+/// "max size 50.0 GB; website: index.html, errors 404.html": the settings an update changes.
 pub fn describe_update(update: &BucketUpdate) -> String {
     let quotas = update.quotas.map(describe_quotas);
-    quotas.into_iter().collect::<Vec<_>>().join("; ")
+    let website = update.website_access.as_ref().map(|w| match &w.config {
+        Some(c) if w.enabled => format!("website: {}", describe_website(c)),
+        _ => "website off".to_string(),
+    });
+    quotas.into_iter().chain(website).collect::<Vec<_>>().join("; ")
+}
+
+/// "index.html, errors 404.html"
+fn describe_website(c: &WebsiteConfig) -> String {
+    match &c.error_document {
+        Some(e) => format!("{}, errors {e}", c.index_document),
+        None => c.index_document.clone(),
+    }
 }
 
 /// "max size 50.0 GB, max objects 1000" or "no quotas".
@@ -84,6 +96,18 @@ pub fn plan_bucket(
             "{} has quotas ({}) that the spec does not declare; left as they are",
             want.name,
             describe_quotas(current)
+        )),
+        _ => {}
+    }
+    let serving = found.filter(|b| b.website_access).and_then(|b| b.website_config.as_ref());
+    match (&want.website, serving) {
+        (Some(w), serving) if serving != Some(w) => {
+            plan.update.website_access = Some(WebsiteAccess { enabled: true, config: Some(w.clone()) });
+        }
+        (None, Some(serving)) if unmanaged_quotas_are_drift => plan.drift.push(format!(
+            "{} is served as a website ({}), which the spec does not declare; left as it is",
+            want.name,
+            describe_website(serving)
         )),
         _ => {}
     }
@@ -172,8 +196,34 @@ mod tests {
             name: "cache".into(),
             aliases: aliases.iter().map(|a| a.to_string()).collect(),
             quotas,
+            website: None,
             lifecycle: None,
         }
+    }
+
+    #[test]
+    fn a_declared_website_is_switched_on_or_corrected_and_an_undeclared_one_is_drift() {
+        let site = WebsiteConfig { index_document: "index.html".into(), error_document: Some("404.html".into()) };
+        let mut wanted = want(&[], None);
+        wanted.website = Some(site.clone());
+        let on = |config: &WebsiteConfig| WebsiteAccess { enabled: true, config: Some(config.clone()) };
+
+        // Created, off, or serving other documents: one update switches it on as declared.
+        let mut found = bucket(&["cache"], None);
+        assert_eq!(plan_bucket(None, &[], &wanted, false).update.website_access, Some(on(&site)));
+        assert_eq!(plan_bucket(Some(&found), &[], &wanted, false).update.website_access, Some(on(&site)));
+        found.website_access = true;
+        found.website_config = Some(WebsiteConfig { index_document: "home.html".into(), error_document: None });
+        let fix = plan_bucket(Some(&found), &[], &wanted, false);
+        assert_eq!(describe_update(&fix.update), "website: index.html, errors 404.html");
+        // As declared: nothing to do.
+        found.website_config = Some(site);
+        assert!(plan_bucket(Some(&found), &[], &wanted, true).update.is_empty());
+        // Not declared: never switched off; drift where the spec declares everything.
+        assert!(plan_bucket(Some(&found), &[], &want(&[], None), false).drift.is_empty());
+        let drift = plan_bucket(Some(&found), &[], &want(&[], None), true).drift;
+        assert!(drift[0].contains("served as a website (index.html, errors 404.html)"), "{drift:?}");
+        assert!(needs_own_record(&wanted) && !needs_own_record(&want(&[], None)));
     }
 
     #[test]
