@@ -372,6 +372,22 @@ async fn json_log_format_gives_one_object_per_line() {
 }
 
 #[tokio::test]
+async fn quiet_prints_the_closing_line_and_verbose_each_request() {
+    let g = Garage::started().await;
+    let fresh = garage_init(&g.init_env(), &["apply", "-q"]).await;
+    assert_eq!(fresh.code, 0, "{fresh:?}");
+    let lines: Vec<&str> = fresh.stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{fresh:?}");
+    assert!(lines[0].starts_with("garage-init: converged in ") && lines[0].contains("4 created"), "{fresh:?}");
+    assert!(fresh.stderr.is_empty(), "{fresh:?}");
+    let verbose = garage_init(&g.init_env(), &["apply", "-v"]).await;
+    assert_eq!(verbose.code, 0, "{verbose:?}");
+    assert_eq!(verbose.outcome("bucket").as_deref(), Some("unchanged"), "{verbose:?}");
+    assert!(verbose.stderr.contains("DEBUG"), "-v shows garage-init's debug events: {verbose:?}");
+    assert!(!verbose.all_output().contains(&g.token), "{verbose:?}");
+}
+
+#[tokio::test]
 async fn apply_subcommand_is_the_default() {
     let g = Garage::started().await;
     let run = garage_init(&g.init_env(), &["apply"]).await;
