@@ -76,10 +76,10 @@ pub async fn run(cli: Cli) -> Code {
         None => apply(&cli.apply, Reporter::new(format, quiet)).await,
         Some(Command::Apply(args)) => apply(&args, Reporter::new(format, quiet)).await,
         Some(Command::Plan(args)) => plan(&args, Reporter::new(format, quiet)).await,
-        Some(Command::Check(args)) => host::check::run(&args).await,
-        Some(Command::Env(args)) => host::env::run(&args),
-        Some(Command::Status(args)) => host::status::run(&args).await,
-        Some(Command::Cache(args)) => host::cache::run(&args).await,
+        Some(Command::Check(args)) => host::check::run(&args).await.map(host::finish),
+        Some(Command::Env(args)) => host::env::run(&args).map(host::finish),
+        Some(Command::Status(args)) => host::status::run(&args).await.map(host::finish),
+        Some(Command::Cache(args)) => host::cache::run(&args).await.map(host::finish),
         Some(Command::Completions { shell }) => Ok(manual::completions(shell)),
         Some(Command::Man) => Ok(manual::man()),
     };
@@ -186,12 +186,7 @@ impl Drop for HeldSignals {
 pub fn print_error(e: &Error, format: LogFormat) {
     let hint = e.hint();
     match format {
-        LogFormat::Text => {
-            crate::errln!("Error: {e}");
-            if let Some(hint) = hint {
-                crate::errln!("{hint}");
-            }
-        }
+        LogFormat::Text => output::error_block(e, hint.as_deref()),
         LogFormat::Json => tracing::error!(
             target: report::TARGET,
             format_version = output::JSON_FORMAT_VERSION,

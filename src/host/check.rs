@@ -22,7 +22,7 @@ use crate::cli::{CheckArgs, OutputFormat};
 use crate::converge::lifecycle::{Rule, describe_all};
 use crate::error::Error;
 use crate::exit::Code;
-use crate::host::{ProbeConfig, print_json};
+use crate::host::{HostOutcome, ProbeConfig, Problem, Rendered};
 use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
 use crate::report::human_bytes;
 use crate::s3check::{Failure, Probed, Prover, S3Code, probe_once};
@@ -213,13 +213,6 @@ pub async fn namesakes(cfg: &ProbeConfig, limit: Duration) -> Option<Result<Vec<
     Some(read.await)
 }
 
-/// An error block: `Error: <message>` and a line that says what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub message: String,
-    pub hint: String,
-}
-
 impl Report {
     /// Unreachable before not initialized before anything else: start the
     /// services first, then initialize them.
@@ -251,7 +244,7 @@ impl Report {
                     probe.hint.clone().unwrap_or_else(|| format!("Is {} the {name}'s address?", probe.address)),
                 ),
             };
-            problems.push(Problem { message, hint });
+            problems.push(Problem::new(message, hint));
         }
         problems
     }
@@ -309,37 +302,26 @@ impl Report {
             "exit_code": code.as_u8(),
             "services": { "registry": self.registry.to_json(), "garage": garage, "admin": admin },
             "cache": self.cache.as_ref().map(CacheInfo::to_json),
-            "errors": self.problems().iter().map(|p| json!({ "message": p.message, "hint": p.hint })).collect::<Vec<_>>(),
+            "errors": self.problems().iter().map(Problem::to_json).collect::<Vec<_>>(),
         })
     }
 
-    /// Probe lines (text) or the JSON object on stdout, error blocks on stderr.
-    pub fn print(&self, format: OutputFormat) {
-        match format {
-            OutputFormat::Text => {
-                for line in self.text_lines() {
-                    crate::outln!("{line}");
-                }
-            }
-            OutputFormat::Json => print_json(self.to_json()),
-        }
-        self.print_problems();
-    }
-
-    pub fn print_problems(&self) {
-        for p in self.problems() {
-            crate::errln!("Error: {}\n{}", p.message, p.hint);
-        }
+    /// The probe lines (text) or the JSON object, the error blocks, and the exit code.
+    pub fn outcome(&self, format: OutputFormat) -> HostOutcome {
+        let output = match format {
+            OutputFormat::Text => Rendered::Text(self.text_lines().iter().map(|line| format!("{line}\n")).collect()),
+            OutputFormat::Json => Rendered::Document(self.to_json()),
+        };
+        HostOutcome { code: self.code(), output, problems: self.problems() }
     }
 }
 
-/// Runs `check`; prints the result and returns the exit code. Invalid
-/// settings are an error, printed by the caller like every command's.
-pub async fn run(args: &CheckArgs) -> Result<Code, Error> {
+/// Runs `check` and returns its outcome for [`crate::host::finish`] to
+/// print. Invalid settings are an error, printed by the caller like every command's.
+pub async fn run(args: &CheckArgs) -> Result<HostOutcome, Error> {
     let cfg = ProbeConfig::from_args(&args.probes)?;
     let report = probe_until_ready(&cfg, args.wait).await;
-    report.print(args.format);
-    Ok(report.code())
+    Ok(report.outcome(args.format))
 }
 
 /// Probes once, or with `wait`, again until everything is ready or the time is up.

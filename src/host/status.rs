@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::exit::Code;
 use crate::host::check::{CacheInfo, Report, cache_info, probe_until_ready};
 use crate::host::docker::{Container, DockerError, DockerHost, Engine, PROJECT_LABEL};
-use crate::host::{ProbeConfig, print_json};
+use crate::host::{HostOutcome, ProbeConfig, Problem, Rendered};
 use crate::validate::ConfigError;
 
 /// The one-shot service: ready once it has exited 0.
@@ -142,15 +142,14 @@ impl StackStatus {
         }
     }
 
-    /// `(message, hint)` for stderr when the stack is not ready.
-    fn problem(&self) -> Option<(String, String)> {
+    /// What stderr says when the stack is not ready.
+    fn problem(&self) -> Option<Problem> {
         let Outcome::Containers { services, .. } = &self.outcome else { return None };
         let project = &self.project;
         if services.is_empty() {
-            return Some((
+            return Some(Problem::new(
                 format!("compose project {project} has no containers (label {PROJECT_LABEL}={project})"),
-                "Run 'docker compose up -d' in the project's directory, or name the project with --project (-p)."
-                    .into(),
+                "Run 'docker compose up -d' in the project's directory, or name the project with --project (-p).",
             ));
         }
         let not_ready: Vec<String> =
@@ -165,7 +164,7 @@ impl StackStatus {
         } else {
             "Run 'docker compose up -d' to start the services; 'docker compose logs SERVICE' shows why one stopped."
         };
-        Some((format!("compose project {project} is not ready: {}", not_ready.join(", ")), hint.into()))
+        Some(Problem::new(format!("compose project {project} is not ready: {}", not_ready.join(", ")), hint))
     }
 
     pub fn text(&self) -> String {
@@ -230,11 +229,10 @@ impl StackStatus {
                 (json!({ "host": host.address, "reachable": false, "error": error }), Vec::new(), probes.to_json())
             }
         };
+        // Without Docker, the probes' own problems are in `probes.errors`.
         let errors: Vec<Value> = match &self.outcome {
-            Outcome::NoDocker { error, hint, .. } => vec![json!({ "message": error, "hint": hint })],
-            Outcome::Containers { .. } => {
-                self.problem().map(|(m, h)| json!({ "message": m, "hint": h })).into_iter().collect()
-            }
+            Outcome::NoDocker { error, hint, .. } => vec![Problem::new(error, hint).to_json()],
+            Outcome::Containers { .. } => self.problem().as_ref().map(Problem::to_json).into_iter().collect(),
         };
         json!({
             "project": self.project,
@@ -248,22 +246,20 @@ impl StackStatus {
         })
     }
 
-    pub fn print(&self, format: OutputFormat) {
-        if let Outcome::NoDocker { error, hint, .. } = &self.outcome {
-            crate::errln!("Error: {error}\n{hint}");
-        }
-        match format {
-            OutputFormat::Text => crate::out!("{}", self.text()),
-            OutputFormat::Json => print_json(self.to_json()),
-        }
-        match &self.outcome {
-            Outcome::NoDocker { probes, .. } => probes.print_problems(),
-            Outcome::Containers { .. } => {
-                if let Some((message, hint)) = self.problem() {
-                    crate::errln!("Error: {message}\n{hint}");
-                }
+    /// The text or the JSON object, the error blocks, and the exit code.
+    /// Without Docker: Docker's block first, then those of the probes.
+    pub fn outcome(&self, format: OutputFormat) -> HostOutcome {
+        let output = match format {
+            OutputFormat::Text => Rendered::Text(self.text()),
+            OutputFormat::Json => Rendered::Document(self.to_json()),
+        };
+        let problems = match &self.outcome {
+            Outcome::NoDocker { error, hint, probes } => {
+                std::iter::once(Problem::new(error, hint)).chain(probes.problems()).collect()
             }
-        }
+            Outcome::Containers { .. } => self.problem().into_iter().collect(),
+        };
+        HostOutcome { code: self.code(), output, problems }
     }
 }
 
@@ -307,14 +303,12 @@ fn table(services: &[ServiceStatus]) -> String {
     out
 }
 
-/// Runs `status`; prints the result and returns the exit code. Invalid
-/// settings are an error, printed by the caller like every command's.
-pub async fn run(args: &StatusArgs) -> Result<Code, Error> {
+/// Runs `status` and returns its outcome for [`crate::host::finish`] to
+/// print. Invalid settings are an error, printed by the caller like every command's.
+pub async fn run(args: &StatusArgs) -> Result<HostOutcome, Error> {
     let project = project_name(args.project.as_deref())?;
     let probes = ProbeConfig::from_args(&args.probes)?;
-    let status = stack_status(project, &probes).await;
-    status.print(args.format);
-    Ok(status.code())
+    Ok(stack_status(project, &probes).await.outcome(args.format))
 }
 
 /// How long reading the cache bucket's rules and size may take.
@@ -412,8 +406,12 @@ mod tests {
             cache: None,
         };
         assert_eq!(status.code(), Code::NotReady);
-        let (message, hint) = status.problem().unwrap();
+        let Problem { message, hint } = status.problem().unwrap();
         assert!(message.contains("has no containers") && hint.contains("docker compose up -d"), "{message} {hint}");
+        let outcome = status.outcome(OutputFormat::Json);
+        assert_eq!((outcome.code, outcome.problems.len()), (Code::NotReady, 1));
+        let Rendered::Document(json) = outcome.output else { panic!("{outcome:?}") };
+        assert_eq!(json["errors"][0]["message"], message.as_str());
     }
 
     #[test]
