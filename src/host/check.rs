@@ -495,7 +495,7 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
                 format!("Garage has no cluster layout yet, or too few storage nodes up ({failure})"),
             ),
             _ => Probe::new(address, State::Failed, failure.to_string()).with_hint(
-                "Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port; \
+                "Check --s3-url (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port; \
                  `docker compose logs garage` shows Garage's side.",
             ),
         },
@@ -504,7 +504,7 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
         | Failure::TooLarge { .. }
         | Failure::NotOwner { .. }
         | Failure::Unreadable { .. } => Probe::new(address, State::Failed, failure.to_string())
-            .with_hint("Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port."),
+            .with_hint("Check --s3-url (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port."),
     }
 }
 

@@ -90,7 +90,7 @@ pub async fn run(args: &CacheArgs) -> Result<HostOutcome, Error> {
     };
     let cfg = CacheConfig::from_args(settings)?;
     let store = Store::new(&cfg.s3.url, &cfg.region, &cfg.bucket, &cfg.key)
-        .map_err(|f| crate::validate::ConfigError::new("--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)", f.to_string()))?;
+        .map_err(|f| crate::validate::ConfigError::new("--s3-url (GARAGE_INIT_S3_ENDPOINT)", f.to_string()))?;
     let mut progress = Progress::new();
     let outcome = match &args.command {
         CacheCommand::Stats(_) => stats(&cfg, &store, &mut progress).await,
