@@ -175,6 +175,34 @@ impl Failure {
     }
 }
 
+/// Why S3 refused a request's key. Garage answers an unknown key and a
+/// wrong secret with AccessDenied too, and says which in its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// S3 does not know the access key.
+    UnknownKey,
+    /// S3 knows the key with another secret: the signature does not match.
+    WrongSecret,
+    /// The key is known, and lacks the permission.
+    NotAllowed,
+}
+
+impl Failure {
+    /// Why S3 refused the key, when it did.
+    pub fn refusal(&self) -> Option<Refusal> {
+        let Self::Status { code: Some(code), message, .. } = self else { return None };
+        match code {
+            S3Code::InvalidAccessKeyId => Some(Refusal::UnknownKey),
+            S3Code::SignatureDoesNotMatch => Some(Refusal::WrongSecret),
+            // Garage: "Forbidden: No such key: GK…", "Forbidden: Invalid signature".
+            S3Code::AccessDenied if message.contains("No such key") => Some(Refusal::UnknownKey),
+            S3Code::AccessDenied if message.contains("signature") => Some(Refusal::WrongSecret),
+            S3Code::AccessDenied => Some(Refusal::NotAllowed),
+            _ => None,
+        }
+    }
+}
+
 /// What to check when S3 refuses the key.
 fn hint_for(failure: &Failure) -> String {
     if failure.storage_failure() {
@@ -516,6 +544,24 @@ mod tests {
         let owner = Failure::NotOwner { op: "GetBucketLifecycleConfiguration", message: "Forbidden".into() };
         assert!(owner.not_owner_yet() && owner.may_be_propagation());
         assert!(hint_for(&owner).contains("--owner"));
+    }
+
+    #[test]
+    fn refusals_are_told_apart_by_code_and_by_garages_message() {
+        let refused = |code: &str, message: &str| Failure::Status {
+            op: "PUT",
+            status: 403,
+            code: Some(S3Code::parse(code)),
+            message: message.into(),
+            redirected: None,
+        };
+        assert_eq!(refused("InvalidAccessKeyId", "").refusal(), Some(Refusal::UnknownKey));
+        assert_eq!(refused("AccessDenied", "Forbidden: No such key: GK1").refusal(), Some(Refusal::UnknownKey));
+        assert_eq!(refused("SignatureDoesNotMatch", "").refusal(), Some(Refusal::WrongSecret));
+        assert_eq!(refused("AccessDenied", "Forbidden: Invalid signature").refusal(), Some(Refusal::WrongSecret));
+        assert_eq!(refused("AccessDenied", "Forbidden: Operation is not allowed").refusal(), Some(Refusal::NotAllowed));
+        assert_eq!(refused("NoSuchBucket", "").refusal(), None);
+        assert_eq!(Failure::Transport("reset".into()).refusal(), None);
     }
 
     #[test]

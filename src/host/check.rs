@@ -25,7 +25,7 @@ use crate::exit::Code;
 use crate::host::{HostOutcome, ProbeConfig, Problem, Rendered};
 use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
 use crate::report::human_bytes;
-use crate::s3check::{Failure, Probed, Prover, S3Code, probe_once};
+use crate::s3check::{Failure, Probed, Prover, Refusal, S3Code, probe_once};
 use crate::wait::Waiter;
 
 /// How long one probe request may take.
@@ -469,21 +469,16 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
         Failure::Transport(reason) => Probe::new(address, State::Unreachable, reason.clone()),
         f if f.storage_failure() => Probe::new(address, State::Failed, format!("Garage's storage is failing ({f})"))
             .with_hint(crate::error::STORAGE_HINT),
-        Failure::Status { code, message, status, .. } => match code {
-            Some(S3Code::NoSuchBucket) => not_initialized(format!("bucket {bucket} does not exist")),
-            Some(S3Code::InvalidAccessKeyId) => not_initialized(format!("access key {id} does not exist")),
-            Some(S3Code::AccessDenied) if message.contains("No such key") => {
-                not_initialized(format!("access key {id} does not exist"))
-            }
-            // Garage answers a wrong secret with AccessDenied "Invalid signature".
-            Some(S3Code::SignatureDoesNotMatch) => {
+        Failure::Status { code, status, .. } => match (code, failure.refusal()) {
+            (Some(S3Code::NoSuchBucket), _) => not_initialized(format!("bucket {bucket} does not exist")),
+            (_, Some(Refusal::UnknownKey)) => not_initialized(format!("access key {id} does not exist")),
+            (_, Some(Refusal::WrongSecret)) => {
                 not_initialized(format!("Garage holds another secret for access key {id}"))
             }
-            Some(S3Code::AccessDenied) if message.contains("signature") => {
-                not_initialized(format!("Garage holds another secret for access key {id}"))
+            (_, Some(Refusal::NotAllowed)) => {
+                not_initialized(format!("access key {id} may not write to bucket {bucket}"))
             }
-            Some(S3Code::AccessDenied) => not_initialized(format!("access key {id} may not write to bucket {bucket}")),
-            Some(S3Code::AuthorizationHeaderMalformed) => {
+            (Some(S3Code::AuthorizationHeaderMalformed), _) => {
                 Probe::new(address, State::Failed, format!("the region {region} is not Garage's ({failure})"))
                     .with_hint(
                         "Check --s3-region (GARAGE_INIT_S3_REGION): it must match s3_api.s3_region in garage.toml.",
