@@ -27,16 +27,20 @@
 //! - [`admin`]: the admin API v2 client: typed requests, answers and errors.
 //! - [`converge`]: the level-triggered loop: `observe` (every read), `plan`
 //!   (a pure function of wanted and observed state), `execute` (every write),
-//!   and the per-resource decisions `layout`, `key`, `bucket`, `lifecycle`.
+//!   `policy` (what each failure means: look again, try again, or stop), and
+//!   the per-resource decisions `layout`, `key`, `bucket`, `lifecycle`.
 //! - [`s3check`]: the S3 requests: the PUT/GET/DELETE proof, and a bucket's
 //!   lifecycle rules.
 //! - [`host`]: the host-side commands for the stack's consumers: `check`
 //!   (are the registry and Garage up and initialized), `env` (connection
 //!   settings), `status` (the compose project's containers, via Docker),
 //!   `cache` (BuildKit's cache in the bucket: stats, verify, repair, gc).
+//!   Each returns a [`host::HostOutcome`]; [`host::finish`] prints it.
 //! - [`manual`]: shell completions and the man page, generated from [`cli`].
 //! - [`wait`]: the overall deadline and the backoff between attempts.
 //! - [`report`]: one line per resource, text or JSON.
+//! - [`output`]: every write to stdout and stderr, the `Error:` block, and
+//!   the `format_version` of every JSON object.
 //! - [`error`], [`exit`]: what can go wrong, and the exit code of each.
 //! - [`secret`]: a string that never prints.
 
