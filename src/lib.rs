@@ -29,7 +29,7 @@
 //!   (a pure function of wanted and observed state), `execute` (every write),
 //!   `policy` (what each failure means: look again, try again, or stop), and
 //!   the per-resource decisions `layout`, `key`, `bucket`, `lifecycle`.
-//! - [`s3check`]: the S3 requests: the PUT/GET/DELETE proof, and a bucket's
+//! - [`s3`]: the S3 client: the PUT/GET/DELETE proof, and a bucket's
 //!   lifecycle rules.
 //! - [`host`]: the host-side commands for the stack's consumers: `check`
 //!   (are the registry and Garage up and initialized), `env` (connection
@@ -56,7 +56,7 @@ pub mod http;
 pub mod manual;
 pub mod output;
 pub mod report;
-pub mod s3check;
+pub mod s3;
 pub mod secret;
 pub mod spec;
 pub mod validate;

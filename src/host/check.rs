@@ -25,7 +25,7 @@ use crate::exit::Code;
 use crate::host::{HostOutcome, ProbeConfig, Problem, Rendered};
 use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
 use crate::report::human_bytes;
-use crate::s3check::{Failure, Probed, Prover, Refusal, S3Code, probe_once};
+use crate::s3::{Probed, Refusal, S3Client, S3Code, S3Error, probe_once};
 use crate::wait::Waiter;
 
 /// How long one probe request may take.
@@ -97,7 +97,7 @@ impl Probe {
 
 /// What one round of probes found.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub struct ProbeReport {
     pub registry: Probe,
     pub garage: Probe,
     pub admin: Probe,
@@ -174,7 +174,7 @@ impl CacheInfo {
 pub async fn cache_info(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> CacheInfo {
     let timed_out = |_| "timed out".to_string();
     let lifecycle = async {
-        let s3 = Prover::with_client(
+        let s3 = S3Client::with_client(
             http.clone(),
             &cfg.endpoints.s3.url,
             &cfg.region,
@@ -213,7 +213,7 @@ pub async fn namesakes(cfg: &ProbeConfig, limit: Duration) -> Option<Result<Vec<
     Some(read.await)
 }
 
-impl Report {
+impl ProbeReport {
     /// Unreachable before not initialized before anything else: start the
     /// services first, then initialize them.
     pub fn code(&self) -> Code {
@@ -325,7 +325,7 @@ pub async fn run(args: &CheckArgs) -> Result<HostOutcome, Error> {
 }
 
 /// Probes once, or with `wait`, again until everything is ready or the time is up.
-pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Report {
+pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> ProbeReport {
     // Every probe is bounded by its own `limit`; the shared client adds the connect timeout.
     let http = crate::http::client(reqwest::header::HeaderMap::new(), crate::validate::DEFAULT_REQUESTS_PER_NODE)
         .unwrap_or_default();
@@ -345,7 +345,7 @@ pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Rep
 }
 
 /// One round: the three probes concurrently, each within `limit`.
-pub async fn probe(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Report {
+pub async fn probe(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> ProbeReport {
     let (registry, garage, health) =
         tokio::join!(probe_registry(http, cfg, limit), probe_garage(http, cfg, limit), probe_admin(http, cfg, limit));
     let admin = admin_probe(&cfg.admin.shown, &health);
@@ -357,7 +357,7 @@ pub async fn probe(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -
         }
         _ => (None, None),
     };
-    Report {
+    ProbeReport {
         registry,
         garage,
         admin,
@@ -445,13 +445,13 @@ fn admin_probe(address: &str, health: &Health) -> Probe {
     }
 }
 
-async fn probe_garage(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Result<Probed, Failure> {
+async fn probe_garage(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Result<Probed, S3Error> {
     let attempt = probe_once(http, &cfg.endpoints.s3.url, &cfg.region, &cfg.bucket, &cfg.key);
-    tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| Err(Failure::Transport("timed out".into())))
+    tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| Err(S3Error::Transport("timed out".into())))
 }
 
 /// Turns the S3 round trip's outcome, and what `/health` said, into the Garage probe.
-fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &Health) -> Probe {
+fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, S3Error>, health: &Health) -> Probe {
     let address = &cfg.endpoints.s3.shown;
     let (bucket, id, region) = (&cfg.bucket, &cfg.key.id, &cfg.region);
     let failure = match result {
@@ -466,10 +466,10 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
     let not_initialized =
         |what: String| Probe::new(address, State::NotInitialized, format!("{what}{layout} ({failure})"));
     match &failure {
-        Failure::Transport(reason) => Probe::new(address, State::Unreachable, reason.clone()),
+        S3Error::Transport(reason) => Probe::new(address, State::Unreachable, reason.clone()),
         f if f.storage_failure() => Probe::new(address, State::Failed, format!("Garage's storage is failing ({f})"))
             .with_hint(crate::error::STORAGE_HINT),
-        Failure::Status { code, status, .. } => match (code, failure.refusal()) {
+        S3Error::Status { code, status, .. } => match (code, failure.refusal()) {
             (Some(S3Code::NoSuchBucket), _) => not_initialized(format!("bucket {bucket} does not exist")),
             (_, Some(Refusal::UnknownKey)) => not_initialized(format!("access key {id} does not exist")),
             (_, Some(Refusal::WrongSecret)) => {
@@ -494,11 +494,11 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
                  `docker compose logs garage` shows Garage's side.",
             ),
         },
-        Failure::Mismatch { .. }
-        | Failure::Setup(_)
-        | Failure::TooLarge { .. }
-        | Failure::NotOwner { .. }
-        | Failure::Unreadable { .. } => Probe::new(address, State::Failed, failure.to_string())
+        S3Error::Mismatch { .. }
+        | S3Error::Setup(_)
+        | S3Error::TooLarge { .. }
+        | S3Error::NotOwner { .. }
+        | S3Error::Unreadable { .. } => Probe::new(address, State::Failed, failure.to_string())
             .with_hint("Check --s3-url (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port."),
     }
 }
@@ -515,8 +515,8 @@ fn status_text(status: reqwest::StatusCode) -> String {
 mod tests {
     use super::*;
 
-    fn report(registry: State, garage: State) -> Report {
-        Report {
+    fn report(registry: State, garage: State) -> ProbeReport {
+        ProbeReport {
             registry: Probe::new("localhost:5050", registry, "r"),
             garage: Probe::new("localhost:3900", garage, "g"),
             admin: Probe::new("localhost:3903", State::Unreachable, "a"),
@@ -560,8 +560,8 @@ mod tests {
         }
     }
 
-    fn s3_error(status: u16, code: &str, message: &str) -> Result<Probed, Failure> {
-        Err(Failure::Status {
+    fn s3_error(status: u16, code: &str, message: &str) -> Result<Probed, S3Error> {
+        Err(S3Error::Status {
             op: "PUT",
             status,
             code: Some(S3Code::parse(code)),
@@ -603,7 +603,7 @@ mod tests {
         assert!(p.detail.starts_with("Garage's storage is failing (PUT answered 503 ServiceUnavailable"), "{p:?}");
         assert!(p.hint.unwrap().starts_with("Free space"));
 
-        let p = classify_garage(&cfg, Err(Failure::Transport("Connection refused".into())), &Health::Unavailable);
+        let p = classify_garage(&cfg, Err(S3Error::Transport("Connection refused".into())), &Health::Unavailable);
         assert_eq!((p.state, p.detail.as_str()), (State::Unreachable, "Connection refused"));
     }
 }

@@ -37,7 +37,7 @@ use crate::exit::Code;
 use crate::host::check::{INIT_HINT, START_HINT};
 use crate::host::{Endpoint, HostOutcome, Problem, Rendered};
 use crate::report::human_bytes;
-use crate::s3check::Failure;
+use crate::s3::S3Error;
 use census::{BlobClass, Broken, Census, Digest, Manifest, ManifestState, Table};
 use store::{ListFrom, MAX_MANIFEST_BYTES, Object, Store};
 
@@ -103,21 +103,21 @@ pub async fn run(args: &CacheArgs) -> Result<HostOutcome, Error> {
 }
 
 /// Turns an S3 failure into the error a user reads: what failed, where, what to do.
-fn stopped(cfg: &CacheConfig, failure: Failure) -> Stop {
+fn stopped(cfg: &CacheConfig, failure: S3Error) -> Stop {
     let at = &cfg.s3.shown;
     let bucket = &cfg.bucket;
     match &failure {
-        Failure::Transport(reason) => Stop {
+        S3Error::Transport(reason) => Stop {
             code: Code::Unreachable,
             message: format!("Garage not reachable at {at}: {reason}"),
             hint: START_HINT.into(),
         },
-        Failure::Status { code: Some(crate::s3check::S3Code::NoSuchBucket), .. } => Stop {
+        S3Error::Status { code: Some(crate::s3::S3Code::NoSuchBucket), .. } => Stop {
             code: Code::NotInitialized,
             message: format!("bucket {bucket} does not exist at {at} ({failure})"),
             hint: INIT_HINT.into(),
         },
-        Failure::Status { status: 403, .. } => Stop {
+        S3Error::Status { status: 403, .. } => Stop {
             code: Code::Verify,
             message: format!("S3 at {at} refused access key {} in bucket {bucket} ({failure})", cfg.key.id),
             hint: "The key needs read and write on the bucket: check --access-key-id and --secret-access-key(-file) \
@@ -215,10 +215,8 @@ async fn read_manifest(
 ) -> Result<Option<Result<manifest::Listing, String>>, Stop> {
     match store.get(key, MAX_MANIFEST_BYTES).await {
         Ok(bytes) => Ok(Some(manifest::parse(&bytes))),
-        Err(Failure::Status { status: 404, code, .. }) if code != Some(crate::s3check::S3Code::NoSuchBucket) => {
-            Ok(None)
-        }
-        Err(Failure::TooLarge { .. }) => Err(Stop {
+        Err(S3Error::Status { status: 404, code, .. }) if code != Some(crate::s3::S3Code::NoSuchBucket) => Ok(None),
+        Err(S3Error::TooLarge { .. }) => Err(Stop {
             code: Code::Failure,
             message: format!(
                 "manifest {key} in bucket {} is larger than {} MiB, more than garage-init reads",
@@ -846,14 +844,14 @@ mod tests {
             unreachable!("`cache stats` parses as such")
         };
         let cfg = CacheConfig::from_args(&settings).unwrap();
-        let status = |status, code: &str| Failure::Status {
+        let status = |status, code: &str| S3Error::Status {
             op: "ListObjectsV2",
             status,
-            code: Some(crate::s3check::S3Code::parse(code)),
+            code: Some(crate::s3::S3Code::parse(code)),
             message: String::new(),
             redirected: None,
         };
-        let s = stopped(&cfg, Failure::Transport("Connection refused".into()));
+        let s = stopped(&cfg, S3Error::Transport("Connection refused".into()));
         assert_eq!(
             (s.code, s.message.as_str()),
             (Code::Unreachable, "Garage not reachable at localhost:3900: Connection refused")
