@@ -27,16 +27,21 @@
 //! - [`admin`]: the admin API v2 client: typed requests, answers and errors.
 //! - [`converge`]: the level-triggered loop: `observe` (every read), `plan`
 //!   (a pure function of wanted and observed state), `execute` (every write),
-//!   and the per-resource decisions `layout`, `key`, `bucket`, `lifecycle`.
-//! - [`s3check`]: the S3 requests: the PUT/GET/DELETE proof, and a bucket's
+//!   `policy` (what each failure means: look again, try again, or stop),
+//!   `wording` (report lines and step names), and the per-resource
+//!   decisions `layout`, `key`, `bucket`, `lifecycle`.
+//! - [`s3`]: the S3 client: the PUT/GET/DELETE proof, and a bucket's
 //!   lifecycle rules.
 //! - [`host`]: the host-side commands for the stack's consumers: `check`
 //!   (are the registry and Garage up and initialized), `env` (connection
 //!   settings), `status` (the compose project's containers, via Docker),
 //!   `cache` (BuildKit's cache in the bucket: stats, verify, repair, gc).
+//!   Each returns a [`host::HostOutcome`]; [`host::finish`] prints it.
 //! - [`manual`]: shell completions and the man page, generated from [`cli`].
 //! - [`wait`]: the overall deadline and the backoff between attempts.
 //! - [`report`]: one line per resource, text or JSON.
+//! - [`output`]: every write to stdout and stderr, the `Error:` block, and
+//!   the `format_version` of every JSON object.
 //! - [`error`], [`exit`]: what can go wrong, and the exit code of each.
 //! - [`secret`]: a string that never prints.
 
@@ -52,7 +57,7 @@ pub mod http;
 pub mod manual;
 pub mod output;
 pub mod report;
-pub mod s3check;
+pub mod s3;
 pub mod secret;
 pub mod spec;
 pub mod validate;
@@ -76,10 +81,10 @@ pub async fn run(cli: Cli) -> Code {
         None => apply(&cli.apply, Reporter::new(format, quiet)).await,
         Some(Command::Apply(args)) => apply(&args, Reporter::new(format, quiet)).await,
         Some(Command::Plan(args)) => plan(&args, Reporter::new(format, quiet)).await,
-        Some(Command::Check(args)) => host::check::run(&args).await,
-        Some(Command::Env(args)) => host::env::run(&args),
-        Some(Command::Status(args)) => host::status::run(&args).await,
-        Some(Command::Cache(args)) => host::cache::run(&args).await,
+        Some(Command::Check(args)) => host::check::run(&args).await.map(host::finish),
+        Some(Command::Env(args)) => host::env::run(&args).map(host::finish),
+        Some(Command::Status(args)) => host::status::run(&args).await.map(host::finish),
+        Some(Command::Cache(args)) => host::cache::run(&args).await.map(host::finish),
         Some(Command::Completions { shell }) => Ok(manual::completions(shell)),
         Some(Command::Man) => Ok(manual::man()),
     };
@@ -186,12 +191,7 @@ impl Drop for HeldSignals {
 pub fn print_error(e: &Error, format: LogFormat) {
     let hint = e.hint();
     match format {
-        LogFormat::Text => {
-            crate::errln!("Error: {e}");
-            if let Some(hint) = hint {
-                crate::errln!("{hint}");
-            }
-        }
+        LogFormat::Text => output::error_block(e, hint.as_deref()),
         LogFormat::Json => tracing::error!(
             target: report::TARGET,
             format_version = output::JSON_FORMAT_VERSION,

@@ -38,6 +38,15 @@ macro_rules! errln {
     ($($arg:tt)*) => { $crate::output::stderr(format_args!("{}\n", format_args!($($arg)*))) };
 }
 
+/// `Error: <message>` and, when there is one, a line that says what to do
+/// next, on stderr: the one shape of every error garage-init prints as text.
+pub fn error_block(message: &dyn std::fmt::Display, hint: Option<&str>) {
+    match hint {
+        Some(hint) => stderr(format_args!("Error: {message}\n{hint}\n")),
+        None => stderr(format_args!("Error: {message}\n")),
+    }
+}
+
 /// The version of the JSON that garage-init prints: every object on stdout has
 /// it as `format_version`. Raised when a field is removed or changes meaning;
 /// new fields may appear without it.

@@ -110,7 +110,7 @@ impl AdminError {
 fn foreign(status: StatusCode, body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let snippet: String = text.chars().filter(|c| !c.is_control()).take(120).collect();
-    if text.contains("<Error>") && text.contains("<Code>") {
+    if is_s3_error_document(&text) {
         return format!(
             "this is an S3 API (it answered {} with an S3 XML error), not Garage's admin API; \
              the admin API listens on port 3903 by default ([admin] api_bind_addr in garage.toml)",
@@ -123,6 +123,14 @@ fn foreign(status: StatusCode, body: &[u8]) -> String {
     } else {
         format!("answered {} with `{snippet}`: this is not Garage's admin API", answer.trim())
     }
+}
+
+/// Whether `text` is an S3 error document: XML whose root is `<Error>` with a `<Code>`.
+fn is_s3_error_document(text: &str) -> bool {
+    roxmltree::Document::parse(text).is_ok_and(|doc| {
+        let root = doc.root_element();
+        root.has_tag_name("Error") && root.children().any(|n| n.has_tag_name("Code"))
+    })
 }
 
 pub struct AdminClient {
@@ -453,5 +461,25 @@ trait ErasedSerialize {
 impl<T: Serialize + ?Sized> ErasedSerialize for T {
     fn to_json(&self) -> serde_json::Result<Vec<u8>> {
         serde_json::to_vec(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_s3_error_document_is_recognised_as_xml_not_by_its_words() {
+        let s3 = br#"<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Forbidden</Message></Error>"#;
+        assert!(foreign(StatusCode::FORBIDDEN, s3).starts_with("this is an S3 API (it answered 403"));
+        let namespaced = br#"<Error xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Code>NoSuchKey</Code></Error>"#;
+        assert!(foreign(StatusCode::NOT_FOUND, namespaced).starts_with("this is an S3 API"));
+        // The words alone, in a page that is not an S3 error document, are not one.
+        let page = b"<html><body>Use <Error> and <Code> in your XML</body></html>";
+        assert!(foreign(StatusCode::NOT_FOUND, page).starts_with("answered 404 Not Found with `<html>"));
+        assert_eq!(
+            foreign(StatusCode::BAD_GATEWAY, b""),
+            "answered 502 Bad Gateway with no Garage error body: this is not Garage's admin API"
+        );
     }
 }

@@ -17,7 +17,7 @@ use crate::admin::types::{
 };
 use crate::desired::Desired;
 use crate::report::short_id;
-use crate::s3check::{self, Prover};
+use crate::s3::{self, S3Client};
 use crate::wait::{Progress, Waiter};
 
 use super::layout::SkipDead;
@@ -31,7 +31,7 @@ pub enum ActionError {
     /// Garage's error answer, or no answer.
     Admin(AdminError),
     /// The S3 API's error answer, or no answer (lifecycle rules).
-    S3(s3check::Failure),
+    S3(s3::S3Error),
     /// Garage answered, but not with the effect asked for (another writer got
     /// there first, a peer did not connect): the next observation decides.
     Ambiguous(String),
@@ -85,7 +85,7 @@ enum Effect {
 /// through, and folds Garage's answers into `observed`.
 pub async fn execute(
     members: &[Member],
-    s3: &Prover,
+    s3: &S3Client,
     desired: &Desired,
     actions: Vec<Action>,
     observed: &mut Observed,
@@ -131,7 +131,7 @@ pub async fn execute(
 async fn run(
     members: &[Member],
     member: &Member,
-    s3: &Prover,
+    s3: &S3Client,
     desired: &Desired,
     action: &Action,
     observed: &Observed,

@@ -1,7 +1,7 @@
 //! A bucket's lifecycle rules: what Garage holds (the S3
 //! `LifecycleConfiguration` document), what garage-init wants there, and the
 //! decision between the two. Pure: the S3 reads and writes are in
-//! [`crate::s3check`].
+//! [`crate::s3`].
 //!
 //! The bucket is BuildKit's S3 cache, and an expiry rule there must never
 //! leave a manifest that lists a blob the bucket no longer has: BuildKit's
@@ -19,7 +19,7 @@
 //! uploads) is reported as drift: both apply, and the earlier one wins.
 
 use crate::desired::{CacheLayout, LifecycleWant};
-use crate::s3check::element_text;
+use crate::s3::element_text;
 
 /// Id of the rule that expires blobs, after the declared days.
 pub const EXPIRE_BLOBS_ID: &str = "garage-init-expire-blobs";

@@ -56,7 +56,7 @@ use crate::config::ApplyConfig;
 use crate::desired::{Desired, NodesWant};
 use crate::error::{Error, display_url};
 use crate::report::{Line, Outcome, Reporter};
-use crate::s3check;
+use crate::s3;
 use crate::wait::{InFlight, Progress, Waiter};
 
 use observe::{Leftovers, Member, Observed, Readiness, Reads};
@@ -107,7 +107,7 @@ pub async fn within_deadline<T>(
 }
 
 /// The request lists of a run's admin and S3 clients.
-fn in_flight<'a>(members: &'a [Member], s3: &'a s3check::Prover) -> Vec<&'a InFlight> {
+fn in_flight<'a>(members: &'a [Member], s3: &'a s3::S3Client) -> Vec<&'a InFlight> {
     members.iter().map(|m| m.client.in_flight()).chain([s3.in_flight()]).collect()
 }
 
@@ -193,7 +193,7 @@ pub async fn apply(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<(), Err
 struct Run<'a> {
     cfg: &'a ApplyConfig,
     members: Vec<Member>,
-    s3: s3check::Prover,
+    s3: s3::S3Client,
     progress: Progress,
     steps: Steps,
 }
@@ -216,7 +216,7 @@ impl<'a> Run<'a> {
             readiness: format!("cluster readiness at {coordinator}"),
             proof: format!("S3 check at {}", display_url(&cfg.s3_url)),
         };
-        Ok(Self { cfg, s3: prover(cfg)?, members, progress: Progress::default(), steps })
+        Ok(Self { cfg, s3: s3_client(cfg)?, members, progress: Progress::default(), steps })
     }
 
     /// Follows the error policy's decision on `fault` in the step `step`;
@@ -403,14 +403,13 @@ fn trust_while_unexplained(obs: &Observed) -> Duration {
 }
 
 /// The run's S3 client.
-fn prover(cfg: &ApplyConfig) -> Result<s3check::Prover, Error> {
-    s3check::Prover::new(&cfg.s3_url, &cfg.region, cfg.requests_per_node)
-        .map_err(|f| s3check::verify_error(&cfg.s3_url, f))
+fn s3_client(cfg: &ApplyConfig) -> Result<s3::S3Client, Error> {
+    s3::S3Client::new(&cfg.s3_url, &cfg.region, cfg.requests_per_node).map_err(|f| s3::verify_error(&cfg.s3_url, f))
 }
 
 /// The S3 round trip for every grant with read and write: one report line
 /// each, in the spec's order; as many at once as the S3 client lets through.
-async fn prove(s3: &s3check::Prover, desired: &crate::desired::Desired) -> Result<Vec<Line>, s3check::Failure> {
+async fn prove(s3: &s3::S3Client, desired: &crate::desired::Desired) -> Result<Vec<Line>, s3::S3Error> {
     let proofs = desired
         .grants
         .iter()
@@ -438,7 +437,7 @@ pub async fn preview(cfg: &ApplyConfig, reporter: &mut Reporter) -> Result<Verdi
     let progress = Progress::default();
     let members = members(cfg)?;
     let desired = &cfg.desired;
-    let s3 = prover(cfg)?;
+    let s3 = s3_client(cfg)?;
     let work = async {
         let observing = format!("Garage's admin API at {}", display_url(members[0].client.base_url()));
         let mut waiter = Waiter::new(&observing);

@@ -32,7 +32,7 @@ use crate::admin::types::{BucketInfo, BucketKey, ClusterLayout, ClusterStatus, K
 use crate::admin::{AdminClient, AdminError};
 use crate::desired::{Desired, NodeWant, NodesWant};
 use crate::error::display_url;
-use crate::s3check::{self, Prover};
+use crate::s3::{self, S3Client};
 
 use super::bucket::{AliasElsewhere, needs_own_record};
 use super::layout::{KnownNode, layout_from_status, needs_layout};
@@ -60,7 +60,7 @@ pub enum ReadFailure {
     /// No listed node answered.
     Silent(String),
     /// A bucket's lifecycle rules could not be read through S3.
-    Lifecycle { bucket: usize, failure: s3check::Failure },
+    Lifecycle { bucket: usize, failure: s3::S3Error },
 }
 
 impl ReadFailure {
@@ -204,7 +204,7 @@ pub struct Leftovers {
 /// earlier changes of this run may have left something half done.
 pub async fn observe(
     members: &[Member],
-    s3: &Prover,
+    s3: &S3Client,
     desired: &Desired,
     leftovers: &Leftovers,
     reads: Reads,
@@ -309,7 +309,7 @@ pub async fn observe(
 /// key that owns it; a bucket still to be made has none. A key not yet an
 /// owner, or not yet known to S3, leaves the rules unread: the plan reads
 /// them again once the grant is in place.
-async fn read_lifecycles(s3: &Prover, desired: &Desired, observed: &mut Observed) -> Result<(), ReadFailure> {
+async fn read_lifecycles(s3: &S3Client, desired: &Desired, observed: &mut Observed) -> Result<(), ReadFailure> {
     let (existing, missing): (Vec<_>, Vec<_>) =
         desired.lifecycles().map(|(i, _, owner)| (i, owner)).partition(|&(i, _)| observed.buckets[i].found.is_some());
     for (i, _) in missing {

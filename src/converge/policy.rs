@@ -12,7 +12,7 @@
 //!   the second time if the observation in between still plans that change;
 //! - Garage saying its storage fails: look again for `STORAGE_GRACE`, then stop;
 //! - the proof refused in a way a new key or bucket shows while it spreads:
-//!   try again for [`s3check::PROPAGATION_GRACE`], then stop.
+//!   try again for [`s3::PROPAGATION_GRACE`], then stop.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::time::Duration;
@@ -23,7 +23,7 @@ use url::Url;
 use crate::admin::AdminError;
 use crate::desired::Desired;
 use crate::error::{Error, display_url};
-use crate::s3check;
+use crate::s3;
 
 use super::execute::ActionError;
 use super::key;
@@ -51,7 +51,7 @@ pub enum Fault {
     /// buckets Garage held before the wave's creates, when known.
     Action { action: Action, error: ActionError, at: Url, before: Option<BTreeSet<String>> },
     /// The S3 proof that the keys can write.
-    Proof(s3check::Failure),
+    Proof(s3::S3Error),
 }
 
 impl From<ReadFailure> for Fault {
@@ -95,13 +95,13 @@ pub fn decide(fault: Fault, memory: &mut Memory, desired: &Desired, s3_url: &Url
             again(format!("S3 API at {}: {failure}", display_url(s3_url)))
         }
         Fault::Read(ReadFailure::Lifecycle { bucket, failure }) => {
-            Stop(s3check::lifecycle_error(s3_url, &desired.buckets[bucket].name, failure))
+            Stop(s3::lifecycle_error(s3_url, &desired.buckets[bucket].name, failure))
         }
         Fault::Proof(failure) => {
             let since = *memory.proof_failing_since.get_or_insert_with(Instant::now);
             let final_answer = match &failure {
                 // Waiting out a dead endpoint is the deadline's job.
-                s3check::Failure::Transport(_) => false,
+                s3::S3Error::Transport(_) => false,
                 f if f.storage_failure() => {
                     let proof = format!("S3 check at {}", display_url(s3_url));
                     if let Err(e) = memory.storage_failed(|| format!("{proof}: {failure}")) {
@@ -110,11 +110,11 @@ pub fn decide(fault: Fault, memory: &mut Memory, desired: &Desired, s3_url: &Url
                     false
                 }
                 // A moment of propagation gets a grace period.
-                f if f.may_be_propagation() => since.elapsed() > s3check::PROPAGATION_GRACE,
+                f if f.may_be_propagation() => since.elapsed() > s3::PROPAGATION_GRACE,
                 _ => true,
             };
             match final_answer {
-                true => Stop(s3check::verify_error(s3_url, failure)),
+                true => Stop(s3::verify_error(s3_url, failure)),
                 false => TryAgain { why: failure.to_string() },
             }
         }
@@ -185,7 +185,7 @@ fn action_failed(
 /// A lifecycle write through S3 that failed.
 fn lifecycle_write_failed(
     action: &Action,
-    failure: s3check::Failure,
+    failure: s3::S3Error,
     memory: &mut Memory,
     desired: &Desired,
     s3_url: &Url,
@@ -197,8 +197,8 @@ fn lifecycle_write_failed(
         memory.storage_failed(|| format!("lifecycle rules of bucket {name}, through the {why}"))?;
     }
     let unanswered = match &failure {
-        s3check::Failure::Transport(_) => true,
-        s3check::Failure::Status { status, .. } => *status >= 500,
+        s3::S3Error::Transport(_) => true,
+        s3::S3Error::Status { status, .. } => *status >= 500,
         _ => false,
     };
     if unanswered {
@@ -212,7 +212,7 @@ fn lifecycle_write_failed(
     if *strikes < DEFINITE_FAILURES && failure.may_be_propagation() {
         return Ok(why);
     }
-    Err(s3check::lifecycle_error(s3_url, name, failure))
+    Err(s3::lifecycle_error(s3_url, name, failure))
 }
 
 /// What the loop has learnt that outlives one observation: facts about
@@ -384,11 +384,11 @@ mod tests {
         AdminError::Transport { endpoint: "X", at: "garage:3903".into(), reason: "refused".into(), unresolved }
     }
 
-    fn s3(status: u16, code: &str) -> s3check::Failure {
-        s3check::Failure::Status {
+    fn s3(status: u16, code: &str) -> s3::S3Error {
+        s3::S3Error::Status {
             op: "PUT",
             status,
-            code: Some(s3check::S3Code::parse(code)),
+            code: Some(s3::S3Code::parse(code)),
             message: "m".into(),
             redirected: None,
         }
@@ -441,11 +441,11 @@ mod tests {
                 Fault::Read(ReadFailure::Lifecycle { bucket: 0, failure: s3(400, "MalformedXML") }),
                 Is::Stops(Code::Verify),
             ),
-            ("proof with no answer", Fault::Proof(s3check::Failure::Transport("reset".into())), Is::TryAgain),
+            ("proof with no answer", Fault::Proof(s3::S3Error::Transport("reset".into())), Is::TryAgain),
             ("proof while a key spreads", Fault::Proof(s3(403, "InvalidAccessKeyId")), Is::TryAgain),
             (
                 "proof that reads back other bytes",
-                Fault::Proof(s3check::Failure::Mismatch { got: 3 }),
+                Fault::Proof(s3::S3Error::Mismatch { got: 3 }),
                 Is::Stops(Code::Verify),
             ),
             ("a change with no answer", action(create(), ActionError::Admin(silent(false))), Is::Again(Pace::Fast)),
@@ -525,7 +525,7 @@ mod tests {
         let mut memory = Memory::default();
         let refused = || Fault::Proof(s3(403, "InvalidAccessKeyId"));
         assert_eq!(is(decide(refused(), &mut memory, &d, &url())), Is::TryAgain);
-        tokio::time::advance(s3check::PROPAGATION_GRACE + Duration::from_millis(1)).await;
+        tokio::time::advance(s3::PROPAGATION_GRACE + Duration::from_millis(1)).await;
         assert_eq!(is(decide(refused(), &mut memory, &d, &url())), Is::Stops(Code::Verify));
     }
 }

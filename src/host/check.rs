@@ -22,10 +22,10 @@ use crate::cli::{CheckArgs, OutputFormat};
 use crate::converge::lifecycle::{Rule, describe_all};
 use crate::error::Error;
 use crate::exit::Code;
-use crate::host::{ProbeConfig, print_json};
+use crate::host::{HostOutcome, ProbeConfig, Problem, Rendered};
 use crate::http::{NoAnswer, ReadError, human_limit, read_capped};
 use crate::report::human_bytes;
-use crate::s3check::{Failure, Probed, Prover, S3Code, probe_once};
+use crate::s3::{Probed, Refusal, S3Client, S3Code, S3Error, probe_once};
 use crate::wait::Waiter;
 
 /// How long one probe request may take.
@@ -97,7 +97,7 @@ impl Probe {
 
 /// What one round of probes found.
 #[derive(Debug, Clone)]
-pub struct Report {
+pub struct ProbeReport {
     pub registry: Probe,
     pub garage: Probe,
     pub admin: Probe,
@@ -174,7 +174,7 @@ impl CacheInfo {
 pub async fn cache_info(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> CacheInfo {
     let timed_out = |_| "timed out".to_string();
     let lifecycle = async {
-        let s3 = Prover::with_client(
+        let s3 = S3Client::with_client(
             http.clone(),
             &cfg.endpoints.s3.url,
             &cfg.region,
@@ -213,14 +213,7 @@ pub async fn namesakes(cfg: &ProbeConfig, limit: Duration) -> Option<Result<Vec<
     Some(read.await)
 }
 
-/// An error block: `Error: <message>` and a line that says what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub message: String,
-    pub hint: String,
-}
-
-impl Report {
+impl ProbeReport {
     /// Unreachable before not initialized before anything else: start the
     /// services first, then initialize them.
     pub fn code(&self) -> Code {
@@ -251,7 +244,7 @@ impl Report {
                     probe.hint.clone().unwrap_or_else(|| format!("Is {} the {name}'s address?", probe.address)),
                 ),
             };
-            problems.push(Problem { message, hint });
+            problems.push(Problem::new(message, hint));
         }
         problems
     }
@@ -309,41 +302,30 @@ impl Report {
             "exit_code": code.as_u8(),
             "services": { "registry": self.registry.to_json(), "garage": garage, "admin": admin },
             "cache": self.cache.as_ref().map(CacheInfo::to_json),
-            "errors": self.problems().iter().map(|p| json!({ "message": p.message, "hint": p.hint })).collect::<Vec<_>>(),
+            "errors": self.problems().iter().map(Problem::to_json).collect::<Vec<_>>(),
         })
     }
 
-    /// Probe lines (text) or the JSON object on stdout, error blocks on stderr.
-    pub fn print(&self, format: OutputFormat) {
-        match format {
-            OutputFormat::Text => {
-                for line in self.text_lines() {
-                    crate::outln!("{line}");
-                }
-            }
-            OutputFormat::Json => print_json(self.to_json()),
-        }
-        self.print_problems();
-    }
-
-    pub fn print_problems(&self) {
-        for p in self.problems() {
-            crate::errln!("Error: {}\n{}", p.message, p.hint);
-        }
+    /// The probe lines (text) or the JSON object, the error blocks, and the exit code.
+    pub fn outcome(&self, format: OutputFormat) -> HostOutcome {
+        let output = match format {
+            OutputFormat::Text => Rendered::Text(self.text_lines().iter().map(|line| format!("{line}\n")).collect()),
+            OutputFormat::Json => Rendered::Document(self.to_json()),
+        };
+        HostOutcome { code: self.code(), output, problems: self.problems() }
     }
 }
 
-/// Runs `check`; prints the result and returns the exit code. Invalid
-/// settings are an error, printed by the caller like every command's.
-pub async fn run(args: &CheckArgs) -> Result<Code, Error> {
+/// Runs `check` and returns its outcome for [`crate::host::finish`] to
+/// print. Invalid settings are an error, printed by the caller like every command's.
+pub async fn run(args: &CheckArgs) -> Result<HostOutcome, Error> {
     let cfg = ProbeConfig::from_args(&args.probes)?;
     let report = probe_until_ready(&cfg, args.wait).await;
-    report.print(args.format);
-    Ok(report.code())
+    Ok(report.outcome(args.format))
 }
 
 /// Probes once, or with `wait`, again until everything is ready or the time is up.
-pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Report {
+pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> ProbeReport {
     // Every probe is bounded by its own `limit`; the shared client adds the connect timeout.
     let http = crate::http::client(reqwest::header::HeaderMap::new(), crate::validate::DEFAULT_REQUESTS_PER_NODE)
         .unwrap_or_default();
@@ -363,7 +345,7 @@ pub async fn probe_until_ready(cfg: &ProbeConfig, wait: Option<Duration>) -> Rep
 }
 
 /// One round: the three probes concurrently, each within `limit`.
-pub async fn probe(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Report {
+pub async fn probe(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> ProbeReport {
     let (registry, garage, health) =
         tokio::join!(probe_registry(http, cfg, limit), probe_garage(http, cfg, limit), probe_admin(http, cfg, limit));
     let admin = admin_probe(&cfg.admin.shown, &health);
@@ -375,7 +357,7 @@ pub async fn probe(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -
         }
         _ => (None, None),
     };
-    Report {
+    ProbeReport {
         registry,
         garage,
         admin,
@@ -463,13 +445,13 @@ fn admin_probe(address: &str, health: &Health) -> Probe {
     }
 }
 
-async fn probe_garage(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Result<Probed, Failure> {
+async fn probe_garage(http: &reqwest::Client, cfg: &ProbeConfig, limit: Duration) -> Result<Probed, S3Error> {
     let attempt = probe_once(http, &cfg.endpoints.s3.url, &cfg.region, &cfg.bucket, &cfg.key);
-    tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| Err(Failure::Transport("timed out".into())))
+    tokio::time::timeout(limit, attempt).await.unwrap_or_else(|_| Err(S3Error::Transport("timed out".into())))
 }
 
 /// Turns the S3 round trip's outcome, and what `/health` said, into the Garage probe.
-fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &Health) -> Probe {
+fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, S3Error>, health: &Health) -> Probe {
     let address = &cfg.endpoints.s3.shown;
     let (bucket, id, region) = (&cfg.bucket, &cfg.key.id, &cfg.region);
     let failure = match result {
@@ -484,24 +466,19 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
     let not_initialized =
         |what: String| Probe::new(address, State::NotInitialized, format!("{what}{layout} ({failure})"));
     match &failure {
-        Failure::Transport(reason) => Probe::new(address, State::Unreachable, reason.clone()),
+        S3Error::Transport(reason) => Probe::new(address, State::Unreachable, reason.clone()),
         f if f.storage_failure() => Probe::new(address, State::Failed, format!("Garage's storage is failing ({f})"))
             .with_hint(crate::error::STORAGE_HINT),
-        Failure::Status { code, message, status, .. } => match code {
-            Some(S3Code::NoSuchBucket) => not_initialized(format!("bucket {bucket} does not exist")),
-            Some(S3Code::InvalidAccessKeyId) => not_initialized(format!("access key {id} does not exist")),
-            Some(S3Code::AccessDenied) if message.contains("No such key") => {
-                not_initialized(format!("access key {id} does not exist"))
-            }
-            // Garage answers a wrong secret with AccessDenied "Invalid signature".
-            Some(S3Code::SignatureDoesNotMatch) => {
+        S3Error::Status { code, status, .. } => match (code, failure.refusal()) {
+            (Some(S3Code::NoSuchBucket), _) => not_initialized(format!("bucket {bucket} does not exist")),
+            (_, Some(Refusal::UnknownKey)) => not_initialized(format!("access key {id} does not exist")),
+            (_, Some(Refusal::WrongSecret)) => {
                 not_initialized(format!("Garage holds another secret for access key {id}"))
             }
-            Some(S3Code::AccessDenied) if message.contains("signature") => {
-                not_initialized(format!("Garage holds another secret for access key {id}"))
+            (_, Some(Refusal::NotAllowed)) => {
+                not_initialized(format!("access key {id} may not write to bucket {bucket}"))
             }
-            Some(S3Code::AccessDenied) => not_initialized(format!("access key {id} may not write to bucket {bucket}")),
-            Some(S3Code::AuthorizationHeaderMalformed) => {
+            (Some(S3Code::AuthorizationHeaderMalformed), _) => {
                 Probe::new(address, State::Failed, format!("the region {region} is not Garage's ({failure})"))
                     .with_hint(
                         "Check --s3-region (GARAGE_INIT_S3_REGION): it must match s3_api.s3_region in garage.toml.",
@@ -513,16 +490,16 @@ fn classify_garage(cfg: &ProbeConfig, result: Result<Probed, Failure>, health: &
                 format!("Garage has no cluster layout yet, or too few storage nodes up ({failure})"),
             ),
             _ => Probe::new(address, State::Failed, failure.to_string()).with_hint(
-                "Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port; \
+                "Check --s3-url (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port; \
                  `docker compose logs garage` shows Garage's side.",
             ),
         },
-        Failure::Mismatch { .. }
-        | Failure::Setup(_)
-        | Failure::TooLarge { .. }
-        | Failure::NotOwner { .. }
-        | Failure::Unreadable { .. } => Probe::new(address, State::Failed, failure.to_string())
-            .with_hint("Check --s3-endpoint (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port."),
+        S3Error::Mismatch { .. }
+        | S3Error::Setup(_)
+        | S3Error::TooLarge { .. }
+        | S3Error::NotOwner { .. }
+        | S3Error::Unreadable { .. } => Probe::new(address, State::Failed, failure.to_string())
+            .with_hint("Check --s3-url (GARAGE_INIT_S3_ENDPOINT): it should be Garage's S3 port."),
     }
 }
 
@@ -538,8 +515,8 @@ fn status_text(status: reqwest::StatusCode) -> String {
 mod tests {
     use super::*;
 
-    fn report(registry: State, garage: State) -> Report {
-        Report {
+    fn report(registry: State, garage: State) -> ProbeReport {
+        ProbeReport {
             registry: Probe::new("localhost:5050", registry, "r"),
             garage: Probe::new("localhost:3900", garage, "g"),
             admin: Probe::new("localhost:3903", State::Unreachable, "a"),
@@ -583,8 +560,8 @@ mod tests {
         }
     }
 
-    fn s3_error(status: u16, code: &str, message: &str) -> Result<Probed, Failure> {
-        Err(Failure::Status {
+    fn s3_error(status: u16, code: &str, message: &str) -> Result<Probed, S3Error> {
+        Err(S3Error::Status {
             op: "PUT",
             status,
             code: Some(S3Code::parse(code)),
@@ -626,7 +603,7 @@ mod tests {
         assert!(p.detail.starts_with("Garage's storage is failing (PUT answered 503 ServiceUnavailable"), "{p:?}");
         assert!(p.hint.unwrap().starts_with("Free space"));
 
-        let p = classify_garage(&cfg, Err(Failure::Transport("Connection refused".into())), &Health::Unavailable);
+        let p = classify_garage(&cfg, Err(S3Error::Transport("Connection refused".into())), &Health::Unavailable);
         assert_eq!((p.state, p.detail.as_str()), (State::Unreachable, "Connection refused"));
     }
 }

@@ -11,7 +11,7 @@ use crate::cli::{BuildkitClient, EnvArgs, EnvFormat, SeenFrom};
 use crate::desired::{CacheLayout, LifecycleWant, TOUCH_REFRESH_HOURS};
 use crate::error::Error;
 use crate::exit::Code;
-use crate::host::HostEndpoints;
+use crate::host::{HostEndpoints, HostOutcome, Rendered};
 use crate::validate::ConfigError;
 
 /// Everything `env` prints.
@@ -177,21 +177,23 @@ impl Connection {
     }
 }
 
-/// Runs `env`: prints the settings, or returns the error for the caller to print.
-pub fn run(args: &EnvArgs) -> Result<Code, Error> {
+/// Runs `env`: the settings, for [`crate::host::finish`] to print, or the
+/// error for the caller to print.
+pub fn run(args: &EnvArgs) -> Result<HostOutcome, Error> {
     let connection = Connection::from_args(args)?;
-    match args.format {
+    let output = match args.format {
         EnvFormat::Github => to_github_env(&connection, std::env::var_os("GITHUB_ENV").map(PathBuf::from))?,
-        format => crate::out!("{}", connection.render(format)),
-    }
-    Ok(Code::Ok)
+        format => connection.render(format),
+    };
+    Ok(HostOutcome::done(Code::Ok, Rendered::Text(output)))
 }
 
 /// `--format github`: the mask on stdout, where the runner reads workflow
 /// commands, and the variables appended to the file `GITHUB_ENV` names, which
 /// the runner loads into the job's later steps. A mask line in that file
 /// would be a format error, and the variables on stdout would do nothing.
-fn to_github_env(connection: &Connection, path: Option<PathBuf>) -> Result<(), ConfigError> {
+/// Returns the mask, for stdout.
+fn to_github_env(connection: &Connection, path: Option<PathBuf>) -> Result<String, ConfigError> {
     let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
         return Err(ConfigError::missing(
             "GITHUB_ENV",
@@ -203,11 +205,10 @@ fn to_github_env(connection: &Connection, path: Option<PathBuf>) -> Result<(), C
         |e: std::io::Error| ConfigError::new("GITHUB_ENV", format!("cannot append to {}: {e}", path.display()));
     // The runner creates the file: a missing one means GITHUB_ENV is not the runner's.
     let mut file = std::fs::OpenOptions::new().append(true).open(&path).map_err(cannot)?;
-    crate::out!("{}", connection.github_mask());
     file.write_all(connection.render(EnvFormat::Github).as_bytes()).map_err(cannot)?;
     let names: Vec<&str> = connection.variables().iter().map(|(k, _)| *k).collect();
     crate::errln!("garage-init: {} set for the job's next steps (GITHUB_ENV); the secret is masked", names.join(", "));
-    Ok(())
+    Ok(connection.github_mask())
 }
 
 /// A POSIX shell word that stands for exactly `value`.

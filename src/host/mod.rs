@@ -23,6 +23,7 @@ use url::Url;
 
 use crate::cli::{HostEndpointArgs, ProbeArgs};
 use crate::desired::KeyWant;
+use crate::exit::Code;
 use crate::validate::{ConfigError, parse_http_url};
 
 /// A service address: the URL requests go to, and the form messages show.
@@ -108,9 +109,83 @@ impl ProbeConfig {
     }
 }
 
-/// Writes a JSON document and a newline to stdout.
-fn print_json(value: serde_json::Value) {
-    crate::outln!("{}", crate::output::json_document(value));
+/// An error block: `Error: <message>` and a line that says what to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub message: String,
+    pub hint: String,
+}
+
+impl Problem {
+    pub fn new(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self { message: message.into(), hint: hint.into() }
+    }
+
+    /// `{"message", "hint"}`: an entry of a JSON object's `errors`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({ "message": self.message, "hint": self.hint })
+    }
+}
+
+/// What a host command leaves for stdout when it ends, in its format.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendered {
+    /// Nothing (more): the command printed as it went, or has nothing to say.
+    Nothing,
+    /// Text, printed as it is.
+    Text(String),
+    /// One JSON object, indented for people.
+    Document(serde_json::Value),
+    /// One JSON object on one line (`cache gc`'s lines, a stopped `cache`).
+    Line(serde_json::Value),
+}
+
+/// How a host command ended: what is left to print on stdout, the problems
+/// it reports, and its exit code. [`finish`] prints it; the commands
+/// themselves never print an `Error:` block or choose how the process exits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostOutcome {
+    pub code: Code,
+    pub output: Rendered,
+    /// Each printed on stderr as an `Error:` block, after the output, in
+    /// either format (JSON objects carry them too, in their own fields).
+    pub problems: Vec<Problem>,
+}
+
+impl HostOutcome {
+    /// Done: `output`, exit code `code`, and no problem to report.
+    pub fn done(code: Code, output: Rendered) -> Self {
+        Self { code, output, problems: Vec::new() }
+    }
+
+    /// Stopped before there was a result: the problem alone, and with
+    /// `json`, the problem as one JSON line too (`{"error", "hint", "exit_code"}`).
+    pub fn stopped(code: Code, problem: Problem, json: bool) -> Self {
+        let output = if json {
+            Rendered::Line(
+                serde_json::json!({ "error": problem.message, "hint": problem.hint, "exit_code": code.as_u8() }),
+            )
+        } else {
+            Rendered::Nothing
+        };
+        Self { code, output, problems: vec![problem] }
+    }
+}
+
+/// The one exit path of the host commands: prints the outcome's output on
+/// stdout (JSON through [`crate::output`], which adds `format_version`), then
+/// each problem as an `Error:` block on stderr; returns the exit code.
+pub fn finish(outcome: HostOutcome) -> Code {
+    match outcome.output {
+        Rendered::Nothing => {}
+        Rendered::Text(text) => crate::out!("{text}"),
+        Rendered::Document(value) => crate::outln!("{}", crate::output::json_document(value)),
+        Rendered::Line(value) => crate::outln!("{}", crate::output::json_line(value)),
+    }
+    for p in &outcome.problems {
+        crate::output::error_block(&p.message, Some(&p.hint));
+    }
+    outcome.code
 }
 
 #[cfg(test)]
@@ -135,6 +210,19 @@ mod tests {
         let e = endpoints("[::1]:5050", "http://[::1]:3900/garage").unwrap();
         assert_eq!(e.registry.shown, "[::1]:5050");
         assert_eq!(e.s3.shown, "[::1]:3900/garage");
+    }
+
+    #[test]
+    fn a_stopped_command_reports_its_problem_on_stderr_and_in_json_as_one_line() {
+        let problem = Problem::new("Garage not reachable at localhost:3900: refused", "Start it.");
+        let text = HostOutcome::stopped(Code::Unreachable, problem.clone(), false);
+        assert_eq!(
+            (text.code, &text.output, &text.problems),
+            (Code::Unreachable, &Rendered::Nothing, &vec![problem.clone()])
+        );
+        let json = HostOutcome::stopped(Code::Unreachable, problem.clone(), true);
+        let line = serde_json::json!({ "error": problem.message, "hint": problem.hint, "exit_code": 3 });
+        assert_eq!((json.output, json.problems), (Rendered::Line(line), vec![problem]));
     }
 
     #[test]

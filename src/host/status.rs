@@ -8,9 +8,9 @@ use serde_json::{Value, json};
 use crate::cli::{OutputFormat, StatusArgs};
 use crate::error::Error;
 use crate::exit::Code;
-use crate::host::check::{CacheInfo, Report, cache_info, probe_until_ready};
+use crate::host::check::{CacheInfo, ProbeReport, cache_info, probe_until_ready};
 use crate::host::docker::{Container, DockerError, DockerHost, Engine, PROJECT_LABEL};
-use crate::host::{ProbeConfig, print_json};
+use crate::host::{HostOutcome, ProbeConfig, Problem, Rendered};
 use crate::validate::ConfigError;
 
 /// The one-shot service: ready once it has exited 0.
@@ -108,11 +108,11 @@ pub fn project_name(given: Option<&str>) -> Result<String, ConfigError> {
 
 /// What `status` found.
 #[derive(Debug)]
-pub enum Outcome {
+pub enum Seen {
     /// Docker answered: the project's containers.
     Containers { engine: EngineInfo, services: Vec<ServiceStatus> },
     /// Docker did not answer: why, and what the probes found instead.
-    NoDocker { error: String, hint: String, probes: Box<Report> },
+    NoDocker { error: String, hint: String, probes: Box<ProbeReport> },
 }
 
 #[derive(Debug, Clone)]
@@ -126,31 +126,28 @@ pub struct EngineInfo {
 #[derive(Debug)]
 pub struct StackStatus {
     pub project: String,
-    pub outcome: Outcome,
+    pub seen: Seen,
     /// The cache bucket's rules and size (with Docker; without, the probes carry them).
     pub cache: Option<CacheInfo>,
 }
 
 impl StackStatus {
     pub fn code(&self) -> Code {
-        match &self.outcome {
-            Outcome::NoDocker { .. } => Code::DockerUnreachable,
-            Outcome::Containers { services, .. } if !services.is_empty() && services.iter().all(|s| s.ready) => {
-                Code::Ok
-            }
-            Outcome::Containers { .. } => Code::NotReady,
+        match &self.seen {
+            Seen::NoDocker { .. } => Code::DockerUnreachable,
+            Seen::Containers { services, .. } if !services.is_empty() && services.iter().all(|s| s.ready) => Code::Ok,
+            Seen::Containers { .. } => Code::NotReady,
         }
     }
 
-    /// `(message, hint)` for stderr when the stack is not ready.
-    fn problem(&self) -> Option<(String, String)> {
-        let Outcome::Containers { services, .. } = &self.outcome else { return None };
+    /// What stderr says when the stack is not ready.
+    fn problem(&self) -> Option<Problem> {
+        let Seen::Containers { services, .. } = &self.seen else { return None };
         let project = &self.project;
         if services.is_empty() {
-            return Some((
+            return Some(Problem::new(
                 format!("compose project {project} has no containers (label {PROJECT_LABEL}={project})"),
-                "Run 'docker compose up -d' in the project's directory, or name the project with --project (-p)."
-                    .into(),
+                "Run 'docker compose up -d' in the project's directory, or name the project with --project (-p).",
             ));
         }
         let not_ready: Vec<String> =
@@ -165,20 +162,20 @@ impl StackStatus {
         } else {
             "Run 'docker compose up -d' to start the services; 'docker compose logs SERVICE' shows why one stopped."
         };
-        Some((format!("compose project {project} is not ready: {}", not_ready.join(", ")), hint.into()))
+        Some(Problem::new(format!("compose project {project} is not ready: {}", not_ready.join(", ")), hint))
     }
 
     pub fn text(&self) -> String {
         let mut out = String::new();
-        match &self.outcome {
-            Outcome::NoDocker { probes, .. } => {
+        match &self.seen {
+            Seen::NoDocker { probes, .. } => {
                 out.push_str("Docker did not answer; the network probes of 'garage-init check' instead:\n");
                 for line in probes.text_lines() {
                     out.push_str(&line);
                     out.push('\n');
                 }
             }
-            Outcome::Containers { engine, services } => {
+            Seen::Containers { engine, services } => {
                 out.push_str(&format!(
                     "Compose project {} (Docker {}, API {}, at {})\n",
                     self.project, engine.version, engine.api_version, engine.host
@@ -214,8 +211,8 @@ impl StackStatus {
 
     pub fn to_json(&self) -> Value {
         let code = self.code();
-        let (docker, services, probes) = match &self.outcome {
-            Outcome::Containers { engine, services } => (
+        let (docker, services, probes) = match &self.seen {
+            Seen::Containers { engine, services } => (
                 json!({
                     "host": engine.host,
                     "reachable": true,
@@ -225,16 +222,15 @@ impl StackStatus {
                 services.iter().map(service_json).collect::<Vec<_>>(),
                 Value::Null,
             ),
-            Outcome::NoDocker { error, probes, .. } => {
+            Seen::NoDocker { error, probes, .. } => {
                 let host = DockerHost::from_env();
                 (json!({ "host": host.address, "reachable": false, "error": error }), Vec::new(), probes.to_json())
             }
         };
-        let errors: Vec<Value> = match &self.outcome {
-            Outcome::NoDocker { error, hint, .. } => vec![json!({ "message": error, "hint": hint })],
-            Outcome::Containers { .. } => {
-                self.problem().map(|(m, h)| json!({ "message": m, "hint": h })).into_iter().collect()
-            }
+        // Without Docker, the probes' own problems are in `probes.errors`.
+        let errors: Vec<Value> = match &self.seen {
+            Seen::NoDocker { error, hint, .. } => vec![Problem::new(error, hint).to_json()],
+            Seen::Containers { .. } => self.problem().as_ref().map(Problem::to_json).into_iter().collect(),
         };
         json!({
             "project": self.project,
@@ -248,22 +244,20 @@ impl StackStatus {
         })
     }
 
-    pub fn print(&self, format: OutputFormat) {
-        if let Outcome::NoDocker { error, hint, .. } = &self.outcome {
-            crate::errln!("Error: {error}\n{hint}");
-        }
-        match format {
-            OutputFormat::Text => crate::out!("{}", self.text()),
-            OutputFormat::Json => print_json(self.to_json()),
-        }
-        match &self.outcome {
-            Outcome::NoDocker { probes, .. } => probes.print_problems(),
-            Outcome::Containers { .. } => {
-                if let Some((message, hint)) = self.problem() {
-                    crate::errln!("Error: {message}\n{hint}");
-                }
+    /// The text or the JSON object, the error blocks, and the exit code.
+    /// Without Docker: Docker's block first, then those of the probes.
+    pub fn outcome(&self, format: OutputFormat) -> HostOutcome {
+        let output = match format {
+            OutputFormat::Text => Rendered::Text(self.text()),
+            OutputFormat::Json => Rendered::Document(self.to_json()),
+        };
+        let problems = match &self.seen {
+            Seen::NoDocker { error, hint, probes } => {
+                std::iter::once(Problem::new(error, hint)).chain(probes.problems()).collect()
             }
-        }
+            Seen::Containers { .. } => self.problem().into_iter().collect(),
+        };
+        HostOutcome { code: self.code(), output, problems }
     }
 }
 
@@ -307,14 +301,12 @@ fn table(services: &[ServiceStatus]) -> String {
     out
 }
 
-/// Runs `status`; prints the result and returns the exit code. Invalid
-/// settings are an error, printed by the caller like every command's.
-pub async fn run(args: &StatusArgs) -> Result<Code, Error> {
+/// Runs `status` and returns its outcome for [`crate::host::finish`] to
+/// print. Invalid settings are an error, printed by the caller like every command's.
+pub async fn run(args: &StatusArgs) -> Result<HostOutcome, Error> {
     let project = project_name(args.project.as_deref())?;
     let probes = ProbeConfig::from_args(&args.probes)?;
-    let status = stack_status(project, &probes).await;
-    status.print(args.format);
-    Ok(status.code())
+    Ok(stack_status(project, &probes).await.outcome(args.format))
 }
 
 /// How long reading the cache bucket's rules and size may take.
@@ -323,24 +315,24 @@ const CACHE_READ_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 pub async fn stack_status(project: String, probes: &ProbeConfig) -> StackStatus {
     let host = DockerHost::from_env();
     match containers(&host, &project).await {
-        Ok(outcome) => {
+        Ok(seen) => {
             // Without Docker, the probes below read the cache themselves.
             let http =
                 crate::http::client(reqwest::header::HeaderMap::new(), crate::validate::DEFAULT_REQUESTS_PER_NODE)
                     .unwrap_or_default();
             let cache = cache_info(&http, probes, CACHE_READ_TIME).await;
-            StackStatus { project, outcome, cache: Some(cache) }
+            StackStatus { project, seen, cache: Some(cache) }
         }
         Err(e) => {
             let hint = e.hint(&host);
             let report = probe_until_ready(probes, None).await;
-            let outcome = Outcome::NoDocker { error: e.to_string(), hint, probes: Box::new(report) };
-            StackStatus { project, outcome, cache: None }
+            let seen = Seen::NoDocker { error: e.to_string(), hint, probes: Box::new(report) };
+            StackStatus { project, seen, cache: None }
         }
     }
 }
 
-async fn containers(host: &DockerHost, project: &str) -> Result<Outcome, DockerError> {
+async fn containers(host: &DockerHost, project: &str) -> Result<Seen, DockerError> {
     let engine = Engine::connect(host.clone()).await?;
     let mut services: Vec<ServiceStatus> = engine.project_containers(project).await?.into_iter().map(judge).collect();
     for s in services.iter_mut().filter(|s| s.meaning.is_some()) {
@@ -354,7 +346,7 @@ async fn containers(host: &DockerHost, project: &str) -> Result<Outcome, DockerE
         version: engine.version.clone(),
         api_version: engine.api_version.clone(),
     };
-    Ok(Outcome::Containers { engine: info, services })
+    Ok(Seen::Containers { engine: info, services })
 }
 
 #[cfg(test)]
@@ -405,15 +397,19 @@ mod tests {
     fn no_containers_is_not_ready_and_says_how_to_start() {
         let status = StackStatus {
             project: "p".into(),
-            outcome: Outcome::Containers {
+            seen: Seen::Containers {
                 engine: EngineInfo { host: "h".into(), version: "v".into(), api_version: "1.41".into() },
                 services: Vec::new(),
             },
             cache: None,
         };
         assert_eq!(status.code(), Code::NotReady);
-        let (message, hint) = status.problem().unwrap();
+        let Problem { message, hint } = status.problem().unwrap();
         assert!(message.contains("has no containers") && hint.contains("docker compose up -d"), "{message} {hint}");
+        let outcome = status.outcome(OutputFormat::Json);
+        assert_eq!((outcome.code, outcome.problems.len()), (Code::NotReady, 1));
+        let Rendered::Document(json) = outcome.output else { panic!("{outcome:?}") };
+        assert_eq!(json["errors"][0]["message"], message.as_str());
     }
 
     #[test]

@@ -35,9 +35,9 @@ use crate::desired::{CacheLayout, KeyWant, TOUCH_REFRESH_HOURS};
 use crate::error::Error;
 use crate::exit::Code;
 use crate::host::check::{INIT_HINT, START_HINT};
-use crate::host::{Endpoint, print_json};
+use crate::host::{Endpoint, HostOutcome, Problem, Rendered};
 use crate::report::human_bytes;
-use crate::s3check::Failure;
+use crate::s3::S3Error;
 use census::{BlobClass, Broken, Census, Digest, Manifest, ManifestState, Table};
 use store::{ListFrom, MAX_MANIFEST_BYTES, Object, Store};
 
@@ -62,7 +62,7 @@ impl CacheConfig {
     }
 }
 
-/// Why a command stopped: printed as an `Error:` block, and its exit code.
+/// Why a command stopped before it had a result: an `Error:` block, and its exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stop {
     code: Code,
@@ -70,15 +70,27 @@ struct Stop {
     hint: String,
 }
 
-/// Runs a `cache` subcommand; prints its result and returns the exit code.
-pub async fn run(args: &CacheArgs) -> Result<Code, Error> {
+impl Stop {
+    fn outcome(self, format: OutputFormat) -> HostOutcome {
+        HostOutcome::stopped(self.code, Problem::new(self.message, self.hint), format == OutputFormat::Json)
+    }
+}
+
+/// Gathers a line of stdout into a `String`, printed when the command ends.
+macro_rules! push_line {
+    ($out:expr, $($arg:tt)*) => { $out.push_str(&format!("{}\n", format_args!($($arg)*))) };
+}
+
+/// Runs a `cache` subcommand and returns its outcome for
+/// [`crate::host::finish`] to print (`gc` prints a line per blob as it goes).
+pub async fn run(args: &CacheArgs) -> Result<HostOutcome, Error> {
     let settings = match &args.command {
         CacheCommand::Stats(s) | CacheCommand::Verify(s) => s,
         CacheCommand::Repair { settings, .. } | CacheCommand::Gc { settings, .. } => settings,
     };
     let cfg = CacheConfig::from_args(settings)?;
     let store = Store::new(&cfg.s3.url, &cfg.region, &cfg.bucket, &cfg.key)
-        .map_err(|f| crate::validate::ConfigError::new("--s3-endpoint (GARAGE_INIT_S3_ENDPOINT)", f.to_string()))?;
+        .map_err(|f| crate::validate::ConfigError::new("--s3-url (GARAGE_INIT_S3_ENDPOINT)", f.to_string()))?;
     let mut progress = Progress::new();
     let outcome = match &args.command {
         CacheCommand::Stats(_) => stats(&cfg, &store, &mut progress).await,
@@ -87,39 +99,25 @@ pub async fn run(args: &CacheArgs) -> Result<Code, Error> {
         CacheCommand::Gc { older_than, yes, .. } => gc(&cfg, &store, &mut progress, *older_than, *yes).await,
     };
     progress.clear();
-    Ok(match outcome {
-        Ok(code) => code,
-        Err(stop) => {
-            if cfg.format == OutputFormat::Json {
-                crate::outln!(
-                    "{}",
-                    crate::output::json_line(
-                        json!({ "error": stop.message, "hint": stop.hint, "exit_code": stop.code.as_u8() })
-                    )
-                );
-            }
-            crate::errln!("Error: {}\n{}", stop.message, stop.hint);
-            stop.code
-        }
-    })
+    Ok(outcome.unwrap_or_else(|stop| stop.outcome(cfg.format)))
 }
 
 /// Turns an S3 failure into the error a user reads: what failed, where, what to do.
-fn stopped(cfg: &CacheConfig, failure: Failure) -> Stop {
+fn stopped(cfg: &CacheConfig, failure: S3Error) -> Stop {
     let at = &cfg.s3.shown;
     let bucket = &cfg.bucket;
     match &failure {
-        Failure::Transport(reason) => Stop {
+        S3Error::Transport(reason) => Stop {
             code: Code::Unreachable,
             message: format!("Garage not reachable at {at}: {reason}"),
             hint: START_HINT.into(),
         },
-        Failure::Status { code: Some(crate::s3check::S3Code::NoSuchBucket), .. } => Stop {
+        S3Error::Status { code: Some(crate::s3::S3Code::NoSuchBucket), .. } => Stop {
             code: Code::NotInitialized,
             message: format!("bucket {bucket} does not exist at {at} ({failure})"),
             hint: INIT_HINT.into(),
         },
-        Failure::Status { status: 403, .. } => Stop {
+        S3Error::Status { status: 403, .. } => Stop {
             code: Code::Verify,
             message: format!("S3 at {at} refused access key {} in bucket {bucket} ({failure})", cfg.key.id),
             hint: "The key needs read and write on the bucket: check --access-key-id and --secret-access-key(-file) \
@@ -217,10 +215,8 @@ async fn read_manifest(
 ) -> Result<Option<Result<manifest::Listing, String>>, Stop> {
     match store.get(key, MAX_MANIFEST_BYTES).await {
         Ok(bytes) => Ok(Some(manifest::parse(&bytes))),
-        Err(Failure::Status { status: 404, code, .. }) if code != Some(crate::s3check::S3Code::NoSuchBucket) => {
-            Ok(None)
-        }
-        Err(Failure::TooLarge { .. }) => Err(Stop {
+        Err(S3Error::Status { status: 404, code, .. }) if code != Some(crate::s3::S3Code::NoSuchBucket) => Ok(None),
+        Err(S3Error::TooLarge { .. }) => Err(Stop {
             code: Code::Failure,
             message: format!(
                 "manifest {key} in bucket {} is larger than {} MiB, more than garage-init reads",
@@ -273,7 +269,7 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 
 // ---- stats
 
-async fn stats(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Result<Code, Stop> {
+async fn stats(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Result<HostOutcome, Stop> {
     let mut census = read_manifests(cfg, store, progress).await?;
     count_blobs(cfg, store, &mut census, progress).await?;
     progress.clear();
@@ -297,8 +293,8 @@ async fn stats(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Res
         })
         .collect();
     let oldest = census.oldest_unlisted.map(|t| t.to_string());
-    match cfg.format {
-        OutputFormat::Json => print_json(json!({
+    let output = match cfg.format {
+        OutputFormat::Json => Rendered::Document(json!({
             "bucket": cfg.bucket,
             "prefixes": { "manifests": cfg.layout.manifests(), "blobs": cfg.layout.blobs() },
             "total": { "objects": manifests.objects + census.blobs.objects, "bytes": manifests.bytes + census.blobs.bytes },
@@ -310,13 +306,16 @@ async fn stats(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Res
             "unlisted": { "blobs": census.unlisted.objects, "bytes": census.unlisted.bytes, "oldest": oldest },
         })),
         OutputFormat::Text => {
-            crate::outln!(
+            let mut out = String::new();
+            push_line!(
+                out,
                 "{}: {}, {}",
                 place(cfg),
                 plural(manifests.objects + census.blobs.objects, "object", "objects"),
                 human_bytes(manifests.bytes + census.blobs.bytes)
             );
-            crate::outln!(
+            push_line!(
+                out,
                 "{:<10} {}, {}",
                 "manifests",
                 plural(manifests.objects, "object", "objects"),
@@ -327,27 +326,31 @@ async fn stats(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Res
             } else {
                 String::new()
             };
-            crate::outln!(
+            push_line!(
+                out,
                 "{:<10} {}, {}{other}",
                 "blobs",
                 plural(census.blobs.objects, "object", "objects"),
                 human_bytes(census.blobs.bytes)
             );
-            crate::outln!(
+            push_line!(
+                out,
                 "{:<10} {}, {}",
                 "shared",
                 plural(shared.objects, "blob listed by several manifests", "blobs listed by several manifests"),
                 human_bytes(shared.bytes)
             );
             let oldest = oldest.map(|o| format!(", the oldest written {o}")).unwrap_or_default();
-            crate::outln!(
+            push_line!(
+                out,
                 "{:<10} {}, {}{oldest}",
                 "unlisted",
                 plural(census.unlisted.objects, "blob no manifest lists", "blobs no manifest lists"),
                 human_bytes(census.unlisted.bytes)
             );
             if !census.manifests.is_empty() {
-                crate::outln!(
+                push_line!(
+                    out,
                     "\n{:<24} {:>10} {:>7} {:>12} {:>8}  LAST WRITTEN",
                     "MANIFEST",
                     "SIZE",
@@ -358,7 +361,8 @@ async fn stats(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Res
                 for (m, v) in census.manifests.iter().zip(&caches) {
                     let cell = |k: &str| v.get(k).map_or("-".to_string(), Value::to_string);
                     let refs = v.get("referenced_bytes").and_then(Value::as_u64).map_or("-".into(), human_bytes);
-                    crate::outln!(
+                    push_line!(
+                        out,
                         "{:<24} {:>10} {:>7} {:>12} {:>8}  {}",
                         m.name,
                         human_bytes(m.object.size),
@@ -369,9 +373,10 @@ async fn stats(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Res
                     );
                 }
             }
+            Rendered::Text(out)
         }
-    }
-    Ok(Code::Ok)
+    };
+    Ok(HostOutcome::done(Code::Ok, output))
 }
 
 // ---- verify and repair
@@ -406,14 +411,14 @@ fn broken_text(cfg: &CacheConfig, m: &Manifest, b: &Broken) -> String {
     }
 }
 
-async fn verify(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Result<Code, Stop> {
+async fn verify(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Result<HostOutcome, Stop> {
     let mut census = read_manifests(cfg, store, progress).await?;
     count_blobs(cfg, store, &mut census, progress).await?;
     progress.clear();
     let broken = broken(&census);
     let code = if broken.is_empty() { Code::Ok } else { Code::CacheBroken };
-    match cfg.format {
-        OutputFormat::Json => print_json(json!({
+    let output = match cfg.format {
+        OutputFormat::Json => Rendered::Document(json!({
             "bucket": cfg.bucket,
             "manifests": census.manifests.len(),
             "whole": census.manifests.len() - broken.len(),
@@ -421,15 +426,17 @@ async fn verify(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Re
             "exit_code": code.as_u8(),
         })),
         OutputFormat::Text => {
+            let mut out = String::new();
             for m in &census.manifests {
                 match broken.iter().find(|(b, _)| std::ptr::eq(*b, m)) {
-                    Some((_, b)) => crate::outln!("{:<10} {}", "broken", broken_text(cfg, m, b)),
+                    Some((_, b)) => push_line!(out, "{:<10} {}", "broken", broken_text(cfg, m, b)),
                     None => {
                         let n = match &m.state {
                             ManifestState::Read { blobs, .. } => blobs.len() as u64,
                             ManifestState::Unreadable(_) => 0,
                         };
-                        crate::outln!(
+                        push_line!(
+                            out,
                             "{:<10} {}: {}, all in the bucket",
                             "whole",
                             m.object.key,
@@ -438,29 +445,34 @@ async fn verify(cfg: &CacheConfig, store: &Store, progress: &mut Progress) -> Re
                     }
                 }
             }
-            crate::outln!(
+            push_line!(
+                out,
                 "{}: {}, {} broken",
                 place(cfg),
                 plural(census.manifests.len() as u64, "manifest", "manifests"),
                 broken.len()
             );
+            Rendered::Text(out)
         }
-    }
+    };
+    let mut outcome = HostOutcome::done(code, output);
     if !broken.is_empty() {
         let (n, it) =
             if broken.len() == 1 { ("1 manifest", "it") } else { (&*format!("{} manifests", broken.len()), "them") };
-        crate::errln!(
-            "Error: {n} of bucket {} would fail the build that imports {it}: a listed blob is missing, or BuildKit \
-             cannot read the manifest\n\
-             Run `garage-init cache repair` to see what it removes, then `garage-init cache repair --yes`: the next \
+        outcome.problems.push(Problem::new(
+            format!(
+                "{n} of bucket {} would fail the build that imports {it}: a listed blob is missing, or BuildKit \
+                 cannot read the manifest",
+                cfg.bucket
+            ),
+            "Run `garage-init cache repair` to see what it removes, then `garage-init cache repair --yes`: the next \
              build then misses the cache and exports it again.",
-            cfg.bucket
-        );
+        ));
     }
-    Ok(code)
+    Ok(outcome)
 }
 
-async fn repair(cfg: &CacheConfig, store: &Store, progress: &mut Progress, yes: bool) -> Result<Code, Stop> {
+async fn repair(cfg: &CacheConfig, store: &Store, progress: &mut Progress, yes: bool) -> Result<HostOutcome, Stop> {
     let mut census = read_manifests(cfg, store, progress).await?;
     count_blobs(cfg, store, &mut census, progress).await?;
     progress.clear();
@@ -468,32 +480,35 @@ async fn repair(cfg: &CacheConfig, store: &Store, progress: &mut Progress, yes: 
     let json = cfg.format == OutputFormat::Json;
     if !yes || broken.is_empty() {
         let code = if broken.is_empty() { Code::Ok } else { Code::CacheBroken };
-        if json {
-            print_json(json!({
+        let output = if json {
+            Rendered::Document(json!({
                 "bucket": cfg.bucket,
                 "dry_run": true,
                 "would_remove": broken.iter().map(|(m, b)| broken_json(cfg, m, b)).collect::<Vec<_>>(),
                 "removed": [],
                 "exit_code": code.as_u8(),
-            }));
+            }))
         } else {
+            let mut out = String::new();
             for (m, b) in &broken {
-                crate::outln!("{:<10} {}", "would remove", broken_text(cfg, m, b));
+                push_line!(out, "{:<10} {}", "would remove", broken_text(cfg, m, b));
             }
             if broken.is_empty() {
-                crate::outln!("{}: every manifest is whole; nothing to remove", place(cfg));
+                push_line!(out, "{}: every manifest is whole; nothing to remove", place(cfg));
             } else {
                 let these = if broken.len() == 1 {
                     "this manifest".to_string()
                 } else {
                     format!("these {} manifests", broken.len())
                 };
-                crate::outln!(
+                push_line!(
+                    out,
                     "Dry run: nothing was removed. `garage-init cache repair --yes` removes {these} (no blob is removed)."
                 );
             }
-        }
-        return Ok(code);
+            Rendered::Text(out)
+        };
+        return Ok(HostOutcome::done(code, output));
     }
 
     // Only what is still as it was read: an export may have rewritten a manifest since.
@@ -514,33 +529,36 @@ async fn repair(cfg: &CacheConfig, store: &Store, progress: &mut Progress, yes: 
     let removed: Vec<_> = go.iter().filter(|(m, _)| !failed.iter().any(|(k, _)| *k == m.object.key)).collect();
     let code = if removed.len() == broken.len() { Code::Ok } else { Code::CacheBroken };
     let kept_why = "written again since it was read: `garage-init cache verify` checks it anew";
-    if json {
-        print_json(json!({
+    let output = if json {
+        Rendered::Document(json!({
             "bucket": cfg.bucket,
             "dry_run": false,
             "removed": removed.iter().map(|(m, b)| broken_json(cfg, m, b)).collect::<Vec<_>>(),
             "kept": kept.iter().map(|(m, _)| json!({ "key": m.object.key, "why": kept_why })).collect::<Vec<_>>(),
             "failed": failed.iter().map(|(k, why)| json!({ "key": k, "why": why })).collect::<Vec<_>>(),
             "exit_code": code.as_u8(),
-        }));
+        }))
     } else {
+        let mut out = String::new();
         for (m, b) in &removed {
-            crate::outln!("{:<10} {}", "removed", broken_text(cfg, m, b));
+            push_line!(out, "{:<10} {}", "removed", broken_text(cfg, m, b));
         }
         for (m, _) in &kept {
-            crate::outln!("{:<10} {}: {kept_why}", "kept", m.object.key);
+            push_line!(out, "{:<10} {}: {kept_why}", "kept", m.object.key);
         }
         for (k, why) in &failed {
-            crate::outln!("{:<10} {k}: S3 did not delete it: {why}", "failed");
+            push_line!(out, "{:<10} {k}: S3 did not delete it: {why}", "failed");
         }
-        crate::outln!(
+        push_line!(
+            out,
             "{}: {} removed; the next build that imports {} misses the cache and exports it again",
             place(cfg),
             plural(removed.len() as u64, "manifest", "manifests"),
             if removed.len() == 1 { "it" } else { "them" }
         );
-    }
-    Ok(code)
+        Rendered::Text(out)
+    };
+    Ok(HostOutcome::done(code, output))
 }
 
 // ---- gc
@@ -565,27 +583,19 @@ async fn gc(
     progress: &mut Progress,
     older_than: Duration,
     yes: bool,
-) -> Result<Code, Stop> {
+) -> Result<HostOutcome, Stop> {
     let mut census = read_manifests(cfg, store, progress).await?;
     let json = cfg.format == OutputFormat::Json;
     if let Some(m) = census.manifests.iter().find(|m| matches!(m.state, ManifestState::Unreadable(_))) {
-        progress.clear();
         let ManifestState::Unreadable(why) = &m.state else { unreachable!() };
-        let message = format!(
-            "manifest {} cannot be read ({why}), so gc cannot know which blobs it lists: nothing was deleted",
-            m.object.key
-        );
-        let hint = "Run `garage-init cache repair --yes` to remove it, then gc again.".to_string();
-        if json {
-            crate::outln!(
-                "{}",
-                crate::output::json_line(
-                    json!({ "error": message, "hint": hint, "exit_code": Code::CacheBroken.as_u8() })
-                )
-            );
-        }
-        crate::errln!("Error: {message}\n{hint}");
-        return Ok(Code::CacheBroken);
+        return Err(Stop {
+            code: Code::CacheBroken,
+            message: format!(
+                "manifest {} cannot be read ({why}), so gc cannot know which blobs it lists: nothing was deleted",
+                m.object.key
+            ),
+            hint: "Run `garage-init cache repair --yes` to remove it, then gc again.".into(),
+        });
     }
     let cutoff = Timestamp::now() - jiff::SignedDuration::try_from(older_than).unwrap_or(jiff::SignedDuration::MAX);
     let grace = human_duration(older_than);
@@ -672,8 +682,8 @@ async fn gc(
         }
     }
     progress.clear();
-    gc_summary(cfg, &census, &done, &grace, older_than, yes);
-    Ok(if done.failed > 0 { Code::Failure } else { Code::Ok })
+    let code = if done.failed > 0 { Code::Failure } else { Code::Ok };
+    Ok(HostOutcome::done(code, gc_summary(cfg, &census, &done, &grace, older_than, yes, code)))
 }
 
 /// Reads the manifests written since they were last read (an export that
@@ -731,7 +741,16 @@ async fn unchanged_since_listed(
     Ok(())
 }
 
-fn gc_summary(cfg: &CacheConfig, census: &Census, done: &Collected, grace: &str, older_than: Duration, yes: bool) {
+/// The last line (JSON) or lines (text) of `gc`: what it found and did.
+fn gc_summary(
+    cfg: &CacheConfig,
+    census: &Census,
+    done: &Collected,
+    grace: &str,
+    older_than: Duration,
+    yes: bool,
+    code: Code,
+) -> Rendered {
     let short_grace = older_than < Duration::from_secs(u64::from(TOUCH_REFRESH_HOURS) * 3600 + 3600);
     let warning = short_grace.then(|| {
         format!(
@@ -741,9 +760,7 @@ fn gc_summary(cfg: &CacheConfig, census: &Census, done: &Collected, grace: &str,
         )
     });
     if cfg.format == OutputFormat::Json {
-        crate::outln!(
-            "{}",
-            crate::output::json_line(json!({ "summary": {
+        return Rendered::Line(json!({ "summary": {
                 "bucket": cfg.bucket,
                 "dry_run": !yes,
                 "older_than_seconds": older_than.as_secs(),
@@ -757,15 +774,15 @@ fn gc_summary(cfg: &CacheConfig, census: &Census, done: &Collected, grace: &str,
                 "kept_since_listed": done.kept,
                 "failed": done.failed,
                 "warning": warning,
-            }, "exit_code": if done.failed > 0 { 1 } else { 0 } }))
-        );
-        return;
+            }, "exit_code": code.as_u8() }));
     }
+    let mut out = String::new();
     let unlisted = plural(census.unlisted.objects, "blob", "blobs");
     let of = plural(census.blobs.objects, "object", "objects");
-    crate::outln!("{}: {unlisted} of {of} under {} listed by no manifest", place(cfg), cfg.layout.blobs());
+    push_line!(out, "{}: {unlisted} of {of} under {} listed by no manifest", place(cfg), cfg.layout.blobs());
     if yes {
-        crate::outln!(
+        push_line!(
+            out,
             "deleted {}, {} (older than {grace}); kept {} younger than that{}",
             plural(done.deleted, "blob", "blobs"),
             human_bytes(done.deleted_bytes),
@@ -777,9 +794,10 @@ fn gc_summary(cfg: &CacheConfig, census: &Census, done: &Collected, grace: &str,
             }
         );
     } else if done.candidates == 0 {
-        crate::outln!("Nothing to delete: no unlisted blob is older than {grace} ({} younger are kept).", done.young);
+        push_line!(out, "Nothing to delete: no unlisted blob is older than {grace} ({} younger are kept).", done.young);
     } else {
-        crate::outln!(
+        push_line!(
+            out,
             "Dry run: nothing was deleted. {} ({}) older than {grace} would go; {} younger are kept. \
              `garage-init cache gc --yes` deletes them.",
             plural(done.candidates, "blob", "blobs"),
@@ -788,8 +806,9 @@ fn gc_summary(cfg: &CacheConfig, census: &Census, done: &Collected, grace: &str,
         );
     }
     if let Some(w) = warning {
-        crate::outln!("Note: {w}.");
+        push_line!(out, "Note: {w}.");
     }
+    Rendered::Text(out)
 }
 
 /// `48h`, `90m`, `0s`.
@@ -825,14 +844,14 @@ mod tests {
             unreachable!("`cache stats` parses as such")
         };
         let cfg = CacheConfig::from_args(&settings).unwrap();
-        let status = |status, code: &str| Failure::Status {
+        let status = |status, code: &str| S3Error::Status {
             op: "ListObjectsV2",
             status,
-            code: Some(crate::s3check::S3Code::parse(code)),
+            code: Some(crate::s3::S3Code::parse(code)),
             message: String::new(),
             redirected: None,
         };
-        let s = stopped(&cfg, Failure::Transport("Connection refused".into()));
+        let s = stopped(&cfg, S3Error::Transport("Connection refused".into()));
         assert_eq!(
             (s.code, s.message.as_str()),
             (Code::Unreachable, "Garage not reachable at localhost:3900: Connection refused")

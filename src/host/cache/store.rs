@@ -11,7 +11,7 @@ use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use url::Url;
 
 use crate::desired::KeyWant;
-use crate::s3check::{Failure, send};
+use crate::s3::{S3Error, send};
 
 /// How long presigned URLs stay valid; each is used at once.
 const SIGNATURE_TTL: Duration = Duration::from_secs(300);
@@ -54,18 +54,18 @@ pub struct Store {
 }
 
 impl Store {
-    pub fn new(s3_url: &Url, region: &str, bucket: &str, key: &KeyWant) -> Result<Self, Failure> {
+    pub fn new(s3_url: &Url, region: &str, bucket: &str, key: &KeyWant) -> Result<Self, S3Error> {
         let http = crate::http::client(reqwest::header::HeaderMap::new(), crate::validate::DEFAULT_REQUESTS_PER_NODE)
-            .map_err(|e| Failure::Setup(e.to_string()))?;
+            .map_err(|e| S3Error::Setup(e.to_string()))?;
         let bucket = Bucket::new(s3_url.clone(), UrlStyle::Path, bucket.to_string(), region.to_string())
-            .map_err(|e| Failure::Setup(e.to_string()))?;
+            .map_err(|e| S3Error::Setup(e.to_string()))?;
         let credentials = Credentials::new(key.id.clone(), key.secret.expose().to_string());
         Ok(Self { http, bucket, credentials, in_flight: Default::default() })
     }
 
     /// One page of the keys under `prefix`: from the start, after a
     /// continuation token, or after a key.
-    pub async fn list(&self, prefix: &str, from: ListFrom<'_>) -> Result<Page, Failure> {
+    pub async fn list(&self, prefix: &str, from: ListFrom<'_>) -> Result<Page, S3Error> {
         let mut action = ListObjectsV2::new(&self.bucket, Some(&self.credentials));
         action.with_prefix(prefix);
         action.with_max_keys(1000);
@@ -78,7 +78,7 @@ impl Store {
         let body =
             retried(|| send("ListObjectsV2", self.http.get(url.clone()), MAX_PAGE_BYTES, &self.in_flight)).await?;
         let text = String::from_utf8_lossy(&body);
-        let parsed = ListObjectsV2::parse_response(&text).map_err(|e| Failure::Unreadable {
+        let parsed = ListObjectsV2::parse_response(&text).map_err(|e| S3Error::Unreadable {
             op: "ListObjectsV2",
             reason: format!("the listing cannot be read: {e}"),
         })?;
@@ -97,7 +97,7 @@ impl Store {
 
     /// Every object under `prefix`, read page by page into one list: for the
     /// manifests, which are few.
-    pub async fn list_all(&self, prefix: &str) -> Result<Vec<Object>, Failure> {
+    pub async fn list_all(&self, prefix: &str) -> Result<Vec<Object>, S3Error> {
         let mut all = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -112,14 +112,14 @@ impl Store {
     }
 
     /// An object's bytes, at most `limit` of them.
-    pub async fn get(&self, key: &str, limit: usize) -> Result<Vec<u8>, Failure> {
+    pub async fn get(&self, key: &str, limit: usize) -> Result<Vec<u8>, S3Error> {
         let url = GetObject::new(&self.bucket, Some(&self.credentials), key).sign(SIGNATURE_TTL);
         retried(|| send("GetObject", self.http.get(url.clone()), limit, &self.in_flight)).await
     }
 
     /// Deletes up to [`DELETE_BATCH`] keys in one request; returns the keys
     /// S3 could not delete, each with its error.
-    pub async fn delete(&self, keys: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    pub async fn delete(&self, keys: &[String]) -> Result<Vec<(String, String)>, S3Error> {
         assert!(keys.len() <= DELETE_BATCH, "one DeleteObjects takes at most {DELETE_BATCH} keys");
         if keys.is_empty() {
             return Ok(Vec::new());
@@ -135,7 +135,7 @@ impl Store {
         })
         .await?;
         let text = String::from_utf8_lossy(&answer);
-        let parsed = rusty_s3::actions::DeleteObjectsResponse::parse(&text).map_err(|e| Failure::Unreadable {
+        let parsed = rusty_s3::actions::DeleteObjectsResponse::parse(&text).map_err(|e| S3Error::Unreadable {
             op: "DeleteObjects",
             reason: format!("the answer cannot be read: {e}"),
         })?;
@@ -155,10 +155,10 @@ pub enum ListFrom<'a> {
 
 /// Sends again, after a short pause, what got no answer or a 5xx; any other
 /// answer is final. Every request here is a read or an idempotent delete.
-async fn retried<F, Fut>(mut attempt: F) -> Result<Vec<u8>, Failure>
+async fn retried<F, Fut>(mut attempt: F) -> Result<Vec<u8>, S3Error>
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<Vec<u8>, Failure>>,
+    Fut: Future<Output = Result<Vec<u8>, S3Error>>,
 {
     let mut pause = Duration::from_millis(200);
     let mut tries = 1;
@@ -175,10 +175,10 @@ where
     }
 }
 
-fn transient(f: &Failure) -> bool {
+fn transient(f: &S3Error) -> bool {
     match f {
-        Failure::Transport(_) => true,
-        Failure::Status { status, .. } => *status >= 500,
+        S3Error::Transport(_) => true,
+        S3Error::Status { status, .. } => *status >= 500,
         _ => false,
     }
 }

@@ -1,11 +1,13 @@
-//! The proof: with the access key, PUT a small object through Garage's S3
-//! API, GET it back and compare the bytes, then DELETE it. Requests are
-//! signed with AWS SigV4 (presigned, path-style URLs from rusty-s3) and sent
-//! with the same plain-HTTP client as the admin calls.
+//! The S3 client, with the access key. The proof: PUT a small object
+//! through Garage's S3 API, GET it back and compare the bytes, then DELETE
+//! it; and a bucket's lifecycle rules, read and written. Requests are signed
+//! with AWS SigV4 (presigned, path-style URLs from rusty-s3) and sent with
+//! the same plain-HTTP client as the admin calls; every failure is an
+//! [`S3Error`].
 //!
-//! [`Prover`] is apply's last step, [`probe_once`] the single attempt of
-//! `check`; both return why a round trip failed, and the caller decides
-//! whether to wait.
+//! [`S3Client`] is apply's (the proof is its last step), [`probe_once`] the
+//! single attempt of `check`; both return why a round trip failed, and the
+//! caller decides whether to wait. `cache`'s requests go through `send` too.
 
 use std::time::Duration;
 
@@ -77,9 +79,9 @@ impl std::fmt::Display for S3Code {
     }
 }
 
-/// Why one round trip failed.
+/// Why an S3 request, or the proof's round trip, failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub enum S3Error {
     /// No HTTP answer: waited out until the deadline.
     Transport(String),
     /// An error answer. `code` and `message` come from its S3 error document
@@ -100,7 +102,7 @@ pub enum Failure {
     Setup(String),
 }
 
-impl std::fmt::Display for Failure {
+impl std::fmt::Display for S3Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Transport(reason) => write!(f, "no answer: {reason}"),
@@ -141,7 +143,7 @@ impl std::fmt::Display for Failure {
     }
 }
 
-impl Failure {
+impl S3Error {
     /// The S3 error code (`NoSuchBucket`, `AccessDenied`, ...), when S3 answered with one.
     pub fn s3_code(&self) -> Option<&S3Code> {
         match self {
@@ -175,12 +177,40 @@ impl Failure {
     }
 }
 
+/// Why S3 refused a request's key. Garage answers an unknown key and a
+/// wrong secret with AccessDenied too, and says which in its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// S3 does not know the access key.
+    UnknownKey,
+    /// S3 knows the key with another secret: the signature does not match.
+    WrongSecret,
+    /// The key is known, and lacks the permission.
+    NotAllowed,
+}
+
+impl S3Error {
+    /// Why S3 refused the key, when it did.
+    pub fn refusal(&self) -> Option<Refusal> {
+        let Self::Status { code: Some(code), message, .. } = self else { return None };
+        match code {
+            S3Code::InvalidAccessKeyId => Some(Refusal::UnknownKey),
+            S3Code::SignatureDoesNotMatch => Some(Refusal::WrongSecret),
+            // Garage: "Forbidden: No such key: GK…", "Forbidden: Invalid signature".
+            S3Code::AccessDenied if message.contains("No such key") => Some(Refusal::UnknownKey),
+            S3Code::AccessDenied if message.contains("signature") => Some(Refusal::WrongSecret),
+            S3Code::AccessDenied => Some(Refusal::NotAllowed),
+            _ => None,
+        }
+    }
+}
+
 /// What to check when S3 refuses the key.
-fn hint_for(failure: &Failure) -> String {
+fn hint_for(failure: &S3Error) -> String {
     if failure.storage_failure() {
         return crate::error::STORAGE_HINT.to_string();
     }
-    if let Failure::NotOwner { .. } = failure {
+    if let S3Error::NotOwner { .. } = failure {
         return "Garage lets only a key with the owner permission read or write lifecycle rules: grant it with \
                 `garage bucket allow --owner --key <key> <bucket>`, or add `owner` to the key's grant in the spec."
             .to_string();
@@ -220,7 +250,7 @@ pub async fn probe_once(
     region: &str,
     bucket_name: &str,
     key: &KeyWant,
-) -> Result<Probed, Failure> {
+) -> Result<Probed, S3Error> {
     probe_tracked(http, s3_url, region, bucket_name, key, &InFlight::default()).await
 }
 
@@ -232,12 +262,12 @@ async fn probe_tracked(
     bucket_name: &str,
     key: &KeyWant,
     in_flight: &InFlight,
-) -> Result<Probed, Failure> {
+) -> Result<Probed, S3Error> {
     let bucket = Bucket::new(s3_url.clone(), UrlStyle::Path, bucket_name.to_string(), region.to_string())
-        .map_err(|e| Failure::Setup(e.to_string()))?;
+        .map_err(|e| S3Error::Setup(e.to_string()))?;
     let credentials = Credentials::new(key.id.clone(), key.secret.expose().to_string());
     let object = probe_object_name();
-    let probe = Probe { http, bucket: &bucket, credentials: &credentials, object: &object, in_flight };
+    let probe = RoundTrip { http, bucket: &bucket, credentials: &credentials, object: &object, in_flight };
     let started = Instant::now();
     probe.round_trip(&probe_body()).await?;
     Ok(Probed { object, took: started.elapsed() })
@@ -256,7 +286,7 @@ fn probe_body() -> Vec<u8> {
 /// run and at most a fixed number of requests in flight, however many
 /// buckets are worked on at once. Retrying is the caller's: it decides
 /// between waiting, observing Garage again, and giving up.
-pub struct Prover {
+pub struct S3Client {
     http: reqwest::Client,
     s3_url: Url,
     region: String,
@@ -266,10 +296,10 @@ pub struct Prover {
     limit: RequestLimit,
 }
 
-impl Prover {
+impl S3Client {
     /// With at most `in_flight` requests at once.
-    pub fn new(s3_url: &Url, region: &str, in_flight: usize) -> Result<Self, Failure> {
-        let http = crate::http::client(HeaderMap::new(), in_flight).map_err(|e| Failure::Setup(e.to_string()))?;
+    pub fn new(s3_url: &Url, region: &str, in_flight: usize) -> Result<Self, S3Error> {
+        let http = crate::http::client(HeaderMap::new(), in_flight).map_err(|e| S3Error::Setup(e.to_string()))?;
         Ok(Self::with_client(http, s3_url, region, in_flight))
     }
 
@@ -286,7 +316,7 @@ impl Prover {
 
     /// One PUT, GET, DELETE round trip; returns the report detail. Its three
     /// requests go one after the other, in one place among those in flight.
-    pub async fn prove(&self, bucket_name: &str, key: &KeyWant) -> Result<String, Failure> {
+    pub async fn prove(&self, bucket_name: &str, key: &KeyWant) -> Result<String, S3Error> {
         let Probed { object, took } = self
             .limit
             .run(probe_tracked(&self.http, &self.s3_url, &self.region, bucket_name, key, &self.in_flight))
@@ -299,9 +329,9 @@ impl Prover {
         &self.s3_url
     }
 
-    fn bucket(&self, name: &str) -> Result<Bucket, Failure> {
+    fn bucket(&self, name: &str) -> Result<Bucket, S3Error> {
         Bucket::new(self.s3_url.clone(), UrlStyle::Path, name.to_string(), self.region.clone())
-            .map_err(|e| Failure::Setup(e.to_string()))
+            .map_err(|e| S3Error::Setup(e.to_string()))
     }
 
     /// `?lifecycle` on the bucket, signed for `method`.
@@ -322,25 +352,25 @@ impl Prover {
 
     /// The bucket's lifecycle rules (GetBucketLifecycleConfiguration); none
     /// when it has no configuration.
-    pub async fn lifecycle(&self, bucket_name: &str, key: &KeyWant) -> Result<Vec<Rule>, Failure> {
+    pub async fn lifecycle(&self, bucket_name: &str, key: &KeyWant) -> Result<Vec<Rule>, S3Error> {
         let bucket = self.bucket(bucket_name)?;
         let url = self.lifecycle_url(&bucket, key, Method::Get);
         let op = "GetBucketLifecycleConfiguration";
         match self.limit.run(send(op, self.http.get(url), MAX_LIFECYCLE_BYTES, &self.in_flight)).await {
             Ok(body) => {
                 let text = std::str::from_utf8(&body)
-                    .map_err(|_| Failure::Unreadable { op, reason: "the answer is not UTF-8 text".into() })?;
-                lifecycle::parse(text).map_err(|reason| Failure::Unreadable { op, reason })
+                    .map_err(|_| S3Error::Unreadable { op, reason: "the answer is not UTF-8 text".into() })?;
+                lifecycle::parse(text).map_err(|reason| S3Error::Unreadable { op, reason })
             }
             // Garage answers a bucket without rules with a bare 404 (AWS with NoSuchLifecycleConfiguration).
-            Err(Failure::Status { status: 404, code, .. }) if code != Some(S3Code::NoSuchBucket) => Ok(Vec::new()),
+            Err(S3Error::Status { status: 404, code, .. }) if code != Some(S3Code::NoSuchBucket) => Ok(Vec::new()),
             Err(f) => Err(owner_needed(f)),
         }
     }
 
     /// Writes `rules` as the bucket's whole lifecycle configuration
     /// (PutBucketLifecycleConfiguration); no rules deletes it.
-    pub async fn set_lifecycle(&self, bucket_name: &str, key: &KeyWant, rules: &[Rule]) -> Result<(), Failure> {
+    pub async fn set_lifecycle(&self, bucket_name: &str, key: &KeyWant, rules: &[Rule]) -> Result<(), S3Error> {
         let bucket = self.bucket(bucket_name)?;
         let sent = if rules.is_empty() {
             let url = self.lifecycle_url(&bucket, key, Method::Delete);
@@ -357,17 +387,17 @@ impl Prover {
 }
 
 /// A lifecycle request refused with AccessDenied: the key is no owner.
-fn owner_needed(f: Failure) -> Failure {
+fn owner_needed(f: S3Error) -> S3Error {
     match f {
-        Failure::Status { op, status: 403, code: Some(S3Code::AccessDenied), message, .. } => {
-            Failure::NotOwner { op, message }
+        S3Error::Status { op, status: 403, code: Some(S3Code::AccessDenied), message, .. } => {
+            S3Error::NotOwner { op, message }
         }
         f => f,
     }
 }
 
 /// The error a failed lifecycle read or write ends a run with.
-pub fn lifecycle_error(s3_url: &Url, bucket: &str, failure: Failure) -> Error {
+pub fn lifecycle_error(s3_url: &Url, bucket: &str, failure: S3Error) -> Error {
     if failure.storage_failure() {
         let at = display_url(s3_url);
         return Error::Storage {
@@ -379,7 +409,7 @@ pub fn lifecycle_error(s3_url: &Url, bucket: &str, failure: Failure) -> Error {
 }
 
 /// The error a failed proof ends a run with.
-pub fn verify_error(s3_url: &Url, failure: Failure) -> Error {
+pub fn verify_error(s3_url: &Url, failure: S3Error) -> Error {
     if failure.storage_failure() {
         return Error::Storage { answer: format!("S3 check against {}: {failure}", display_url(s3_url)) };
     }
@@ -387,7 +417,7 @@ pub fn verify_error(s3_url: &Url, failure: Failure) -> Error {
     Error::Verify { url: display_url(s3_url), reason: failure.to_string(), hint }
 }
 
-struct Probe<'a> {
+struct RoundTrip<'a> {
     http: &'a reqwest::Client,
     bucket: &'a Bucket,
     credentials: &'a Credentials,
@@ -395,8 +425,8 @@ struct Probe<'a> {
     in_flight: &'a InFlight,
 }
 
-impl Probe<'_> {
-    async fn round_trip(&self, body: &[u8]) -> Result<(), Failure> {
+impl RoundTrip<'_> {
+    async fn round_trip(&self, body: &[u8]) -> Result<(), S3Error> {
         let put = PutObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
         send("PUT", self.http.put(put).body(body.to_vec()), MAX_ANSWER_BYTES, self.in_flight).await?;
 
@@ -408,7 +438,7 @@ impl Probe<'_> {
         let delete = DeleteObject::new(self.bucket, Some(self.credentials), self.object).sign(SIGNATURE_TTL);
         send("DELETE", self.http.delete(delete), MAX_ANSWER_BYTES, self.in_flight).await?;
 
-        if matches { Ok(()) } else { Err(Failure::Mismatch { got: got.len() }) }
+        if matches { Ok(()) } else { Err(S3Error::Mismatch { got: got.len() }) }
     }
 }
 
@@ -418,17 +448,17 @@ pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     limit: usize,
     in_flight: &InFlight,
-) -> Result<Vec<u8>, Failure> {
+) -> Result<Vec<u8>, S3Error> {
     let (http, request) = request.build_split();
-    let request = request.map_err(|e| Failure::Setup(e.to_string()))?;
+    let request = request.map_err(|e| S3Error::Setup(e.to_string()))?;
     let requested = request.url().clone();
     let _sent = in_flight.sent(format!("S3 {op} at {}", requested.origin().ascii_serialization()));
-    let response = http.execute(request).await.map_err(|e| Failure::Transport(NoAnswer::from_reqwest(&e).reason))?;
+    let response = http.execute(request).await.map_err(|e| S3Error::Transport(NoAnswer::from_reqwest(&e).reason))?;
     let status = response.status();
     let redirected = redirected_to(&requested, response.url());
     let bytes = read_capped(response, limit).await.map_err(|e| match e {
-        ReadError::NoAnswer(n) => Failure::Transport(n.reason),
-        ReadError::TooLarge { limit } => Failure::TooLarge { op, limit },
+        ReadError::NoAnswer(n) => S3Error::Transport(n.reason),
+        ReadError::TooLarge { limit } => S3Error::TooLarge { op, limit },
     })?;
     tracing::debug!(op, status = status.as_u16(), "S3 request");
     if status.is_success() {
@@ -438,7 +468,7 @@ pub(crate) async fn send(
         Some((code, message)) => (Some(code), message),
         None => (None, String::new()),
     };
-    Err(Failure::Status { op, status: status.as_u16(), code, message, redirected })
+    Err(S3Error::Status { op, status: status.as_u16(), code, message, redirected })
 }
 
 /// The longest error message kept from an S3 error document.
@@ -500,7 +530,7 @@ mod tests {
 
     #[test]
     fn failures_read_as_what_s3_said() {
-        let status = |code: Option<S3Code>, message: &str, redirected: Option<&str>| Failure::Status {
+        let status = |code: Option<S3Code>, message: &str, redirected: Option<&str>| S3Error::Status {
             op: "PUT",
             status: 404,
             code,
@@ -513,14 +543,32 @@ mod tests {
             status(Some(S3Code::NoSuchBucket), "Bucket not found: b", Some("http://other:3900/b/o")).to_string(),
             "PUT, redirected to http://other:3900/b/o, answered 404 NoSuchBucket: Bucket not found: b"
         );
-        let owner = Failure::NotOwner { op: "GetBucketLifecycleConfiguration", message: "Forbidden".into() };
+        let owner = S3Error::NotOwner { op: "GetBucketLifecycleConfiguration", message: "Forbidden".into() };
         assert!(owner.not_owner_yet() && owner.may_be_propagation());
         assert!(hint_for(&owner).contains("--owner"));
     }
 
     #[test]
+    fn refusals_are_told_apart_by_code_and_by_garages_message() {
+        let refused = |code: &str, message: &str| S3Error::Status {
+            op: "PUT",
+            status: 403,
+            code: Some(S3Code::parse(code)),
+            message: message.into(),
+            redirected: None,
+        };
+        assert_eq!(refused("InvalidAccessKeyId", "").refusal(), Some(Refusal::UnknownKey));
+        assert_eq!(refused("AccessDenied", "Forbidden: No such key: GK1").refusal(), Some(Refusal::UnknownKey));
+        assert_eq!(refused("SignatureDoesNotMatch", "").refusal(), Some(Refusal::WrongSecret));
+        assert_eq!(refused("AccessDenied", "Forbidden: Invalid signature").refusal(), Some(Refusal::WrongSecret));
+        assert_eq!(refused("AccessDenied", "Forbidden: Operation is not allowed").refusal(), Some(Refusal::NotAllowed));
+        assert_eq!(refused("NoSuchBucket", "").refusal(), None);
+        assert_eq!(S3Error::Transport("reset".into()).refusal(), None);
+    }
+
+    #[test]
     fn region_mismatch_points_at_the_region_setting() {
-        let refused = |code| Failure::Status {
+        let refused = |code| S3Error::Status {
             op: "PUT",
             status: 403,
             code: Some(code),
@@ -533,7 +581,7 @@ mod tests {
 
     #[test]
     fn only_propagation_like_failures_are_retried() {
-        let status = |code: &str, status| Failure::Status {
+        let status = |code: &str, status| S3Error::Status {
             op: "PUT",
             status,
             code: Some(S3Code::parse(code)),
@@ -543,7 +591,7 @@ mod tests {
         assert!(status("InvalidAccessKeyId", 403).may_be_propagation());
         assert!(status("ServiceUnavailable", 503).may_be_propagation());
         assert!(!status("SignatureDoesNotMatch", 403).may_be_propagation());
-        assert!(!Failure::Mismatch { got: 3 }.may_be_propagation());
-        assert!(!Failure::Unreadable { op: "GET", reason: "x".into() }.may_be_propagation());
+        assert!(!S3Error::Mismatch { got: 3 }.may_be_propagation());
+        assert!(!S3Error::Unreadable { op: "GET", reason: "x".into() }.may_be_propagation());
     }
 }
