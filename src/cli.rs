@@ -375,6 +375,13 @@ pub struct HostEndpointArgs {
     )]
     pub registry: String,
 
+    #[command(flatten)]
+    pub s3: HostS3Args,
+}
+
+/// Garage's S3 API as seen from the host: `check`, `env`, `status` and `cache`.
+#[derive(Debug, Clone, Args)]
+pub struct HostS3Args {
     /// Garage's S3 API as seen from the host (`--s3-endpoint` is the former name).
     #[arg(
         long,
@@ -558,16 +565,8 @@ pub enum CacheCommand {
 /// Settings of every `cache` subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct CacheSettings {
-    /// Garage's S3 API as seen from the host (`--s3-endpoint` is the former name).
-    #[arg(
-        long,
-        alias = "s3-endpoint",
-        env = "GARAGE_INIT_S3_ENDPOINT",
-        value_name = "URL",
-        default_value = "http://localhost:3900",
-        hide_env_values = true
-    )]
-    pub s3_url: String,
+    #[command(flatten)]
+    pub s3: HostS3Args,
 
     #[command(flatten)]
     pub access: AccessArgs,

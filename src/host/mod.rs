@@ -21,7 +21,7 @@ pub mod status;
 
 use url::Url;
 
-use crate::cli::{HostEndpointArgs, ProbeArgs};
+use crate::cli::{HostEndpointArgs, HostS3Args, ProbeArgs};
 use crate::desired::KeyWant;
 use crate::exit::Code;
 use crate::validate::{ConfigError, parse_http_url};
@@ -35,6 +35,11 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// Garage's S3 API from `--s3-url`, as every host command reads it.
+    fn s3(args: &HostS3Args) -> Result<Self, ConfigError> {
+        Self::parse(&args.s3_url, "--s3-url (GARAGE_INIT_S3_ENDPOINT)")
+    }
+
     fn parse(text: &str, setting: &str) -> Result<Self, ConfigError> {
         let url = parse_http_url(text, setting)?;
         let mut shown = authority(&url);
@@ -80,8 +85,7 @@ impl HostEndpoints {
                 format!("`{}` has a path; a registry address is host:port, e.g. localhost:5050", args.registry.trim()),
             ));
         }
-        let s3 = Endpoint::parse(&args.s3_url, "--s3-url (GARAGE_INIT_S3_ENDPOINT)")?;
-        Ok(Self { registry, s3 })
+        Ok(Self { registry, s3: Endpoint::s3(&args.s3)? })
     }
 }
 
@@ -193,7 +197,7 @@ mod tests {
     use super::*;
 
     fn endpoints(registry: &str, s3: &str) -> Result<HostEndpoints, ConfigError> {
-        HostEndpoints::from_args(&HostEndpointArgs { registry: registry.into(), s3_url: s3.into() })
+        HostEndpoints::from_args(&HostEndpointArgs { registry: registry.into(), s3: HostS3Args { s3_url: s3.into() } })
     }
 
     #[test]

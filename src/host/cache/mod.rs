@@ -54,7 +54,7 @@ pub struct CacheConfig {
 
 impl CacheConfig {
     pub fn from_args(args: &CacheSettings) -> Result<Self, crate::validate::ConfigError> {
-        let s3 = Endpoint::parse(&args.s3_url, "--s3-url (GARAGE_INIT_S3_ENDPOINT)")?;
+        let s3 = Endpoint::s3(&args.s3)?;
         let crate::config::Access { bucket, key, region } = crate::config::access(&args.access)?;
         let layout = crate::config::cache_layout(&args.cache_layout)?;
         crate::config::warn_if_public_secret(&key, &s3.url);
