@@ -369,6 +369,10 @@ async fn json_log_format_gives_one_object_per_line() {
     .collect();
     assert_eq!(outcomes, expected);
     assert!(events.last().unwrap()["message"] == "converged", "{run:?}");
+    // Report lines, and the closing one, carry the JSON format's version.
+    for e in events.iter().filter(|e| e["resource"].is_string() || e["message"] == "converged") {
+        assert_eq!(e["format_version"], 1, "{e}");
+    }
 }
 
 #[tokio::test]

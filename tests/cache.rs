@@ -91,6 +91,7 @@ async fn stats_counts_manifests_blobs_shared_and_unlisted_and_changes_nothing() 
     let run = cache(&g, &["stats", "--format", "json"]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let s = json(&run);
+    assert_eq!(s["format_version"], 1, "{s}");
     assert_eq!(s["manifests"]["objects"], 2, "{s}");
     assert_eq!((s["blobs"]["objects"].clone(), s["not_blobs"]["objects"].clone()), (json!(7), json!(1)), "{s}");
     assert_eq!(s["blobs"]["bytes"], 1000 + 2000 + 3000 + 5000 + 100 + 200 + "not a blob".len(), "{s}");

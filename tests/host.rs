@@ -145,6 +145,7 @@ async fn after_apply_check_exits_0_and_json_lists_every_service() {
     assert_eq!(run.code, 0, "{run:?}");
     let report = json(&run);
     assert_eq!((report["ready"].clone(), report["exit_code"].clone()), (Value::Bool(true), Value::from(0)));
+    assert_eq!(report["format_version"], 1, "{report}");
     for service in ["registry", "garage", "admin"] {
         assert_eq!(report["services"][service]["state"], "ready", "{service}: {report}");
     }
@@ -476,6 +477,7 @@ async fn status_without_docker_says_so_and_reports_the_probes() {
     let run = garage_init(&env, &["status", "-p", "demo", "--format", "json"]).await;
     assert_eq!(run.code, 9, "{run:?}");
     let status = json(&run);
+    assert_eq!(status["format_version"], 1, "{status}");
     assert_eq!(status["docker"]["reachable"], false);
     assert_eq!(status["probes"]["services"]["garage"]["state"], "ready");
     assert_eq!(status["probes"]["exit_code"], 0);
